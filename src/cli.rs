@@ -1,0 +1,253 @@
+//! Command-line interface: clap subcommands mapped to library calls. Every
+//! failure is one line on stderr and a non-zero exit, never a backtrace.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+use crate::config::{Config, LogFormat};
+use crate::{App, paths, server, workspace};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "roster",
+    version,
+    about = "On-premises SCIM 2.0 + OAuth 2.0 appliance for one workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML). Without it the embedded default is used.
+    #[arg(long, short = 'c', env = "ROSTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `server.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (HTTPS, SCIM, OAuth, pages).
+    Serve {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Overrides `server.listen`, e.g. 127.0.0.1:0 for any free port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration file; exits non-zero naming the bad key.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Create the database, the workspace and its first admin, and print a
+    /// one-time login link.
+    Init {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Workspace name (default: `workspace.name` from the config).
+        #[arg(long)]
+        workspace_name: Option<String>,
+        /// Email of the first admin (default: `workspace.admin_email`).
+        #[arg(long)]
+        admin_email: Option<String>,
+    },
+    /// Ask the local server whether it is ready (GET /readyz over TLS, pinned
+    /// to the server's own certificate). Exit 0 when ready.
+    Healthcheck {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("roster: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cfg: &ConfigArgs) -> Result<Config, String> {
+    let mut config = match &cfg.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::embedded_default(),
+    };
+    if let Some(dir) = &cfg.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // redb work runs on the blocking pool; a small cap keeps a burst of
+        // reads from spawning hundreds of threads on a 2-core box.
+        .max_blocking_threads(64)
+        .thread_name("roster")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file).map_err(|e| e.to_string())?;
+            println!(
+                "{}: ok (listen {}, public_url {}, data_dir {})",
+                file.display(),
+                config.listen,
+                config.public_url,
+                config.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { cfg, listen } => {
+            let mut config = load(&cfg)?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            init_logging(&config);
+            runtime()?.block_on(serve(config))
+        }
+        Command::Init {
+            cfg,
+            workspace_name,
+            admin_email,
+        } => {
+            let config = load(&cfg)?;
+            let name = workspace_name.unwrap_or_else(|| config.workspace_name.clone());
+            let email = admin_email.unwrap_or_else(|| config.admin_email.clone());
+            runtime()?.block_on(async move {
+                let app = App::open(config).await.map_err(|e| e.to_string())?;
+                let result = workspace::bootstrap(&app, &name, &email).await;
+                app.store.close().await;
+                let b = result.map_err(|e| e.to_string())?;
+                println!("Created workspace {:?} with admin {}.", b.workspace, b.admin.email);
+                println!("One-time login link (valid until {}):", b.expires_at);
+                println!("{}", b.login_url);
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Healthcheck { cfg, timeout } => {
+            let config = load(&cfg)?;
+            runtime()?.block_on(async move {
+                match tokio::time::timeout(Duration::from_secs(timeout), healthcheck(&config)).await {
+                    Ok(Ok(())) => {
+                        println!("ready");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(format!("no answer from the server within {timeout}s")),
+                }
+            })
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<ExitCode, String> {
+    let app = App::open(config).await.map_err(|e| e.to_string())?;
+    match app.bootstrap_if_empty().await {
+        Ok(Some(b)) => tracing::warn!(
+            workspace = %b.workspace,
+            admin = %b.admin.email,
+            expires = %b.expires_at,
+            "first start: sign in as the first admin with this one-time link: {}",
+            b.login_url
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            app.store.close().await;
+            return Err(e.to_string());
+        }
+    }
+    let running = match server::start(app.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            app.store.close().await;
+            return Err(e.to_string());
+        }
+    };
+    let stopper = running.stopper();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stopper.send(true);
+    });
+    running.stopped().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// GET /readyz on the configured listen address, trusting only the
+/// server's own certificate.
+async fn healthcheck(config: &Config) -> Result<(), String> {
+    let cert_path = server::tls::cert_path(config);
+    let certs = server::tls::load_certs(&cert_path).map_err(|e| e.to_string())?;
+    let cert = certs.into_iter().next().ok_or("no certificate")?;
+    let tls = crate::client::pinned_config(
+        cert,
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        &[b"http/1.1"],
+    )
+    .map_err(|e| e.to_string())?;
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let req = hyper::Request::get(paths::READYZ)
+        .header(hyper::header::HOST, &config.public_host)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = crate::client::request(Arc::new(tls), addr, &config.public_host, req).await?;
+    if resp.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("not ready: HTTP {} {}", resp.status, resp.text().trim()))
+    }
+}

@@ -1,0 +1,454 @@
+//! Configuration: the raw TOML shape (`deny_unknown_fields`, one struct per
+//! section) and its validation into the typed [`Config`] the rest of the
+//! program uses. Every key is documented in `config.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused. The message always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    workspace: RawWorkspace,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<u64>,
+    max_header_bytes: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    tls_handshake_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_connections: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    name: Option<String>,
+    admin_email: Option<String>,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Generated with rcgen on first start and kept in `data_dir/tls/`.
+    SelfSigned,
+    /// The operator's PEM certificate chain and private key.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Absolute base URL without a trailing slash, e.g. `https://localhost:8443`.
+    pub public_url: String,
+    /// Host part of `public_url`, used for the self-signed certificate's SANs.
+    pub public_host: String,
+    pub data_dir: PathBuf,
+    pub tls: TlsSource,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub limits: Limits,
+    pub workspace_name: String,
+    pub admin_email: String,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_PUBLIC_URL: &str = "https://localhost:8443";
+pub const DEFAULT_DATA_DIR: &str = "./roster-data";
+pub const DEFAULT_WORKSPACE_NAME: &str = "My workspace";
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
+
+impl Config {
+    /// The embedded default used when `serve` is given no config file.
+    pub fn embedded_default() -> Config {
+        // The embedded default is valid by construction; a failure here is a
+        // programming error caught by the test suite, not an input problem.
+        match validate(RawConfig::default()) {
+            Ok(c) => c,
+            Err(e) => unreachable!("embedded default config is invalid: {e}"),
+        }
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `origin` is only used in messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: parse_message(text, &e),
+        })?;
+        validate(raw)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("roster.redb")
+    }
+}
+
+/// toml's messages span several lines with a source excerpt; operators get
+/// one line that starts with the dotted key the error is about.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().trim_end_matches('.');
+    let Some(span) = e.span() else {
+        return what.to_owned();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    match key_at(text, start) {
+        Some(key) => format!("{key}: {what} (line {line_no})"),
+        None => format!("line {line_no}: {what}"),
+    }
+}
+
+/// The dotted key whose line contains byte offset `at`: the nearest
+/// `[section]` header above it plus the key before `=` on that line.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line = text[line_start..line_end].trim();
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let inner = l.strip_prefix('[')?.split(']').next()?;
+        Some(inner.trim().trim_matches('[').to_owned())
+    };
+    if line.starts_with('[') {
+        return header(line);
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() || line == key {
+        return None;
+    }
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| header(l).filter(|_| l.trim().starts_with('[')));
+    Some(match section {
+        Some(sec) => format!("{sec}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("{listen_text:?} is not an address with a port, e.g. \"127.0.0.1:8443\" or \"[::]:443\""),
+        )
+    })?;
+
+    let public_url_text = raw
+        .server
+        .public_url
+        .as_deref()
+        .unwrap_or(DEFAULT_PUBLIC_URL)
+        .trim_end_matches('/');
+    let public_host = parse_public_url(public_url_text)?;
+
+    let data_dir = raw.server.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    if data_dir.as_os_str().is_empty() {
+        return Err(invalid("server.data_dir", "must not be empty"));
+    }
+
+    let tls = match (raw.tls.cert, raw.tls.key) {
+        (None, None) => TlsSource::SelfSigned,
+        (Some(cert), Some(key)) => {
+            check_readable("tls.cert", &cert)?;
+            check_readable("tls.key", &key)?;
+            check_private("tls.key", &key)?;
+            TlsSource::Files { cert, key }
+        }
+        (Some(_), None) => return Err(invalid("tls.key", "tls.cert is set, so tls.key is required")),
+        (None, Some(_)) => return Err(invalid("tls.cert", "tls.key is set, so tls.cert is required")),
+    };
+
+    let log_format = match raw.log.format.as_deref().unwrap_or("human") {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                "log.format",
+                format!("{other:?} is not one of \"human\", \"json\""),
+            ));
+        }
+    };
+    let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(invalid(
+            "log.level",
+            format!(
+                "{log_level:?} is not a level (error, warn, info, debug, trace) or a directive like \"roster=debug\""
+            ),
+        ));
+    }
+
+    let l = &raw.limits;
+    let limits = Limits {
+        max_body_bytes: bounded("limits.max_body_bytes", l.max_body_bytes, 1 << 20, 1024, 64 << 20)? as usize,
+        max_header_bytes: bounded(
+            "limits.max_header_bytes",
+            l.max_header_bytes,
+            16 << 10,
+            8 << 10,
+            1 << 20,
+        )? as usize,
+        header_read_timeout: secs(
+            "limits.header_read_timeout_secs",
+            l.header_read_timeout_secs,
+            10,
+            1,
+            300,
+        )?,
+        tls_handshake_timeout: secs(
+            "limits.tls_handshake_timeout_secs",
+            l.tls_handshake_timeout_secs,
+            10,
+            1,
+            300,
+        )?,
+        request_timeout: secs("limits.request_timeout_secs", l.request_timeout_secs, 30, 1, 3600)?,
+        max_connections: bounded("limits.max_connections", l.max_connections, 1024, 1, 1_000_000)? as usize,
+        shutdown_grace: secs("limits.shutdown_grace_secs", l.shutdown_grace_secs, 10, 0, 3600)?,
+    };
+
+    let workspace_name = raw.workspace.name.unwrap_or_else(|| DEFAULT_WORKSPACE_NAME.to_owned());
+    if workspace_name.trim().is_empty() || workspace_name.len() > 200 {
+        return Err(invalid("workspace.name", "must be 1 to 200 characters"));
+    }
+    let admin_email = raw
+        .workspace
+        .admin_email
+        .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+    if !crate::workspace::plausible_email(&admin_email) {
+        return Err(invalid(
+            "workspace.admin_email",
+            format!("{admin_email:?} is not an email address"),
+        ));
+    }
+
+    Ok(Config {
+        listen,
+        public_url: public_url_text.to_owned(),
+        public_host,
+        data_dir,
+        tls,
+        log_format,
+        log_level,
+        limits,
+        workspace_name,
+        admin_email,
+    })
+}
+
+/// Accepts `https://host[:port][/path]` and returns the host (without
+/// brackets for IPv6). roster only speaks HTTPS, so `http:` is refused.
+fn parse_public_url(url: &str) -> Result<String, ConfigError> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| {
+        invalid(
+            "server.public_url",
+            format!("{url:?} must start with https:// (roster serves only HTTPS)"),
+        )
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') || authority.contains('?') || authority.contains('#') {
+        return Err(invalid(
+            "server.public_url",
+            format!("{url:?} must not carry credentials, a query or a fragment"),
+        ));
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| invalid("server.public_url", format!("{url:?} has an unclosed IPv6 bracket")))?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(valid_port)) {
+            return Err(invalid("server.public_url", format!("{url:?} has a bad port")));
+        }
+        host
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) if valid_port(port) => host,
+            Some(_) => return Err(invalid("server.public_url", format!("{url:?} has a bad port"))),
+            None => authority,
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'));
+    if !host_ok {
+        return Err(invalid("server.public_url", format!("{url:?} has no valid host name")));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+fn valid_port(p: &str) -> bool {
+    p.parse::<u16>().is_ok_and(|n| n > 0)
+}
+
+fn bounded(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v < min || v > max {
+        return Err(invalid(key, format!("{v} is outside the allowed range {min}..={max}")));
+    }
+    Ok(v)
+}
+
+fn secs(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    bounded(key, v, default, min, max).map(Duration::from_secs)
+}
+
+fn check_readable(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// A private key that group or others can read is refused, as sshd does:
+/// the operator must fix it rather than run with a leaked-looking key.
+fn check_private(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| invalid(key, format!("cannot stat {}: {e}", path.display())))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(invalid(
+            key,
+            format!(
+                "{} is accessible by group or others (mode {:o}); run chmod 600 on it",
+                path.display(),
+                mode & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn default_is_valid_and_matches_spec() {
+        let c = Config::embedded_default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.public_url, "https://localhost:8443");
+        assert_eq!(c.public_host, "localhost");
+        assert_eq!(c.data_dir, PathBuf::from("./roster-data"));
+        assert_eq!(c.tls, TlsSource::SelfSigned);
+        assert_eq!(c.limits.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("test.toml: server.listen_addr: unknown field"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        let e = parse("[limits]\nmax_connections = \"many\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("test.toml: limits.max_connections: invalid type"), "{e}");
+        let e = parse("[sever]\nx = 1\n").unwrap_err().to_string();
+        assert!(e.starts_with("test.toml: sever: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn public_url_forms() {
+        assert_eq!(
+            parse_public_url("https://Roster.Example.com").unwrap(),
+            "roster.example.com"
+        );
+        assert_eq!(parse_public_url("https://[::1]:8443/base").unwrap(), "::1");
+        assert!(parse_public_url("http://x").is_err());
+        assert!(parse_public_url("https://x:0").is_err());
+        assert!(parse_public_url("https://u@x").is_err());
+        assert!(parse_public_url("https://").is_err());
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let e = parse("[limits]\nmax_body_bytes = 1\n").unwrap_err();
+        assert!(e.to_string().starts_with("limits.max_body_bytes:"), "{e}");
+    }
+}

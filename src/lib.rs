@@ -1,0 +1,111 @@
+//! roster: an on-premises SCIM 2.0 + OAuth 2.0 appliance for one workspace.
+//!
+//! `App` is the shared state every surface receives: the validated config,
+//! the store, and the injected clock and RNG.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod workspace;
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use clock::{SharedClock, SharedRng};
+use config::Config;
+use store::{Store, StoreError};
+
+/// Route paths, shared by the router, redirects, documents and tests.
+pub mod paths {
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+    /// Target of one-time login links (served by the sign-in pages).
+    pub const LOGIN_LINK: &str = "/login/link";
+}
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub rng: SharedRng,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bootstrap(#[from] workspace::BootstrapError),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+}
+
+/// Creates the data directory (0700) if needed.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    // Probe writability now, so a read-only or foreign-owned directory is
+    // reported as such rather than as a database error later.
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"").map_err(err)?;
+    let _ = std::fs::remove_file(&probe);
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    Ok(())
+}
+
+impl App {
+    /// Opens the data dir and database with the system clock and RNG.
+    pub async fn open(config: Config) -> Result<App, StartError> {
+        App::open_with(
+            config,
+            Arc::new(clock::SystemClock),
+            Arc::new(clock::SystemRng::default()),
+        )
+        .await
+    }
+
+    pub async fn open_with(config: Config, clock: SharedClock, rng: SharedRng) -> Result<App, StartError> {
+        ensure_data_dir(&config.data_dir)?;
+        let path = config.db_path();
+        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))??;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            clock,
+            rng,
+        })
+    }
+
+    /// On an empty database, creates the workspace and first admin from the
+    /// config and returns the one-time login link to print.
+    pub async fn bootstrap_if_empty(&self) -> Result<Option<workspace::Bootstrapped>, StartError> {
+        if workspace::get(&self.store).await?.is_some() {
+            return Ok(None);
+        }
+        match workspace::bootstrap(self, &self.config.workspace_name, &self.config.admin_email).await {
+            Ok(b) => Ok(Some(b)),
+            // Lost a race with `roster init`; fine.
+            Err(workspace::BootstrapError::AlreadyInitialised(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

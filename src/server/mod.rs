@@ -1,0 +1,160 @@
+//! The HTTPS server: our own accept loop (connection cap, TLS handshake
+//! timeout), hyper-util connections serving the axum router, and graceful
+//! shutdown that stops accepting, lets in-flight requests finish within a
+//! bound, then closes the database.
+
+pub mod router;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::App;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A started server. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, waits for in-flight requests (bounded by
+    /// `limits.shutdown_grace_secs`), then closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Asks for shutdown without waiting (e.g. from a signal handler).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Resolves when the server has fully stopped.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the listener and starts serving in the background.
+pub async fn start(app: App) -> Result<Running, ServeError> {
+    let tls_config = {
+        let config = app.config.clone();
+        let clock = app.clock.clone();
+        tokio::task::spawn_blocking(move || tls::server_config(&config, clock.as_ref()))
+            .await
+            .map_err(|e| tls::TlsError::Generate(e.to_string()))??
+    };
+    let listener = TcpListener::bind(app.config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: app.config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: app.config.listen,
+        source,
+    })?;
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(serve(app, listener, TlsAcceptor::from(tls_config), stop_rx));
+    tracing::info!(addr = %local_addr, "listening on https://{local_addr}");
+    Ok(Running { local_addr, stop, task })
+}
+
+async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop: watch::Receiver<bool>) {
+    let limits = app.config.limits.clone();
+    let router = router::build(app.clone());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(100);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(100);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+
+    loop {
+        // Waiting for a permit before accepting leaves excess connections
+        // in the kernel's backlog instead of holding them open half-served.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let service = router.clone().map_request(move |mut req: axum::http::Request<_>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
+        let handshake_timeout = limits.tls_handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no longer accepting connections");
+    let open = graceful.count();
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!(connections = open, "in-flight requests finished"),
+        _ = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(grace_secs = limits.shutdown_grace.as_secs(), "shutdown grace period over; dropping remaining connections");
+        }
+    }
+    app.store.close().await;
+    tracing::info!("database closed");
+}

@@ -1,0 +1,210 @@
+//! TLS: the rustls server configuration (ring provider, TLS 1.2+, rustls'
+//! AEAD + forward-secret suites), loading the operator's PEM files, and the
+//! self-signed certificate made with rcgen on first start and kept in the
+//! data dir.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::{Config, TlsSource};
+
+/// Validity of a self-signed certificate (the CA/Browser Forum maximum).
+pub const SELF_SIGNED_DAYS: i64 = 397;
+/// A self-signed certificate is replaced when it has less left than this.
+pub const RENEW_BEFORE_DAYS: i64 = 30;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("certificate and key do not work together: {0}")]
+    Mismatch(String),
+}
+
+/// Paths of the self-signed material inside the data dir.
+pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = data_dir.join("tls");
+    (dir.join("cert.pem"), dir.join("key.pem"), dir.join("self-signed.json"))
+}
+
+/// The certificate file clients should trust (used by `healthcheck`).
+pub fn cert_path(config: &Config) -> PathBuf {
+    match &config.tls {
+        TlsSource::Files { cert, .. } => cert.clone(),
+        TlsSource::SelfSigned => self_signed_paths(&config.data_dir).0,
+    }
+}
+
+/// What we remember about the self-signed certificate we made.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct SelfSignedInfo {
+    not_after_ms: i64,
+    names: Vec<String>,
+}
+
+/// Builds the server configuration, creating or renewing the self-signed
+/// certificate if that is the configured source.
+pub fn server_config(config: &Config, clock: &dyn Clock) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = match &config.tls {
+        TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
+        TlsSource::SelfSigned => {
+            ensure_self_signed(config, clock)?;
+            let (c, k, _) = self_signed_paths(&config.data_dir);
+            (c, k)
+        }
+    };
+    let chain = load_certs(&cert_path)?;
+    let key = load_key(&key_path)?;
+    build(chain, key)
+}
+
+fn build(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Generate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        what: "certificate",
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: path.to_owned(),
+            message: format!("not a PEM certificate chain: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_owned(),
+            message: "no CERTIFICATE block found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        what: "private key",
+        path: path.to_owned(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        message: format!("no usable PRIVATE KEY block: {e}"),
+    })
+}
+
+/// Names the self-signed certificate covers: the public URL's host plus the
+/// local names an operator on the box would use.
+fn wanted_names(config: &Config) -> Vec<String> {
+    let mut names = vec![config.public_host.clone()];
+    for n in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_owned());
+        }
+    }
+    names
+}
+
+/// Makes the self-signed certificate unless a valid one for the same names
+/// with more than [`RENEW_BEFORE_DAYS`] left is already there.
+fn ensure_self_signed(config: &Config, clock: &dyn Clock) -> Result<(), TlsError> {
+    let (cert_path, key_path, info_path) = self_signed_paths(&config.data_dir);
+    let names = wanted_names(config);
+    let now = clock.now_ms();
+    let current = std::fs::read(&info_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SelfSignedInfo>(&b).ok());
+    let fresh = current
+        .as_ref()
+        .is_some_and(|i| i.names == names && i.not_after_ms - now > RENEW_BEFORE_DAYS * DAY_MS);
+    if fresh && cert_path.exists() && key_path.exists() {
+        return Ok(());
+    }
+
+    let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(names.clone()).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, config.public_host.clone());
+    dn.push(rcgen::DnType::OrganizationName, "roster self-signed");
+    params.distinguished_name = dn;
+    let not_before =
+        time::OffsetDateTime::from_unix_timestamp((now / 1000) - 60).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let not_after_ms = now + SELF_SIGNED_DAYS * DAY_MS;
+    params.not_before = not_before;
+    params.not_after = not_before + time::Duration::days(SELF_SIGNED_DAYS);
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+
+    let dir = cert_path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    // Key first: a crash between the writes leaves a key without its info
+    // file, which makes the next start generate again rather than pair a
+    // new certificate with an old key.
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_private(&cert_path, cert.pem().as_bytes())?;
+    let info = SelfSignedInfo { not_after_ms, names };
+    let info_bytes = serde_json::to_vec_pretty(&info).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_private(&info_path, &info_bytes)?;
+    tracing::info!(path = %cert_path.display(), "generated a self-signed TLS certificate");
+    Ok(())
+}
+
+/// Writes a file with mode 0600 atomically (temp file, fsync, rename).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    let err = |source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Schema versions and the migrations between them. Each migration is a
+//! named function run in its own write transaction together with the bump of
+//! `schema_version`, so a crash leaves the file at one version or the next.
+
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::StoreError;
+use super::tables::*;
+
+struct Migration {
+    name: &'static str,
+    run: fn(&WriteTransaction) -> Result<(), StoreError>,
+}
+
+/// Index `i` migrates from version `i` to `i + 1`.
+const MIGRATIONS: &[Migration] = &[Migration {
+    name: "initial tables",
+    run: m0001_initial_tables,
+}];
+
+/// The schema version this build writes.
+pub const CURRENT: u64 = MIGRATIONS.len() as u64;
+
+fn m0001_initial_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(WORKSPACE)?;
+    txn.open_table(MEMBERS)?;
+    txn.open_table(MEMBER_BY_EMAIL)?;
+    txn.open_table(ONE_TIME_LINKS)?;
+    txn.open_table(AUDIT)?;
+    Ok(())
+}
+
+/// The version recorded in a file opened read-only (0 for a file without a
+/// meta table, i.e. one that was never initialised).
+pub fn version_of(db: &ReadOnlyDatabase) -> Result<u64, StoreError> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.get(META_SCHEMA_VERSION)?.map(|v| v.value()).unwrap_or(0))
+}
+
+fn version_rw(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.get(META_SCHEMA_VERSION)?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// Brings the database up to [`CURRENT`]; returns the names of the
+/// migrations that ran.
+pub fn run(db: &Database) -> Result<Vec<&'static str>, StoreError> {
+    let mut ran = Vec::new();
+    loop {
+        let version = version_rw(db)?;
+        if version > CURRENT {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: CURRENT,
+            });
+        }
+        let Some(m) = usize::try_from(version).ok().and_then(|v| MIGRATIONS.get(v)) else {
+            return Ok(ran);
+        };
+        let txn = db.begin_write()?;
+        (m.run)(&txn)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            // Guards against a concurrent migrator: the version must still be
+            // the one this migration starts from.
+            let now = meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()).unwrap_or(0);
+            if now != version {
+                return Err(StoreError::Corrupt(format!(
+                    "schema version changed from {version} to {now} during migration"
+                )));
+            }
+            meta.insert(META_SCHEMA_VERSION, version + 1)?;
+        }
+        txn.commit()?;
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            migration = m.name,
+            "database migrated"
+        );
+        ran.push(m.name);
+    }
+}

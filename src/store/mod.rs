@@ -1,0 +1,358 @@
+//! The only module that touches redb. It owns the database file, the schema
+//! version check, and the single writer thread that batches queued writes
+//! into one durable commit (group commit). Reads run on tokio's blocking pool
+//! in short read transactions and never wait for the writer.
+
+pub mod audit;
+pub mod codec;
+pub mod links;
+pub mod members;
+pub mod migrate;
+pub mod tables;
+pub mod workspace;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
+use tokio::sync::oneshot;
+
+/// Most queued writes one commit takes; bounds the latency of the first.
+const MAX_BATCH: usize = 256;
+/// redb's page cache; the default (1 GiB) is far more than a workspace needs.
+const CACHE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "database {path} is in use by another process (a running roster server?); stop it first or use the server's own commands"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "database was written by a newer roster (schema version {found}; this build supports up to {supported}); upgrade roster — the file was left untouched"
+    )]
+    TooNew { found: u64, supported: u64 },
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("database holds data this build cannot read: {0}")]
+    Corrupt(String),
+    #[error("cannot open database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("the database is closed")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// What a queued write did in its turn inside a batch.
+enum Step {
+    Applied,
+    /// The operation refused itself (a rule, a conflict). It may have
+    /// written before refusing, so the batch is rolled back and re-run
+    /// without it.
+    Refused,
+    /// The database failed; the whole batch fails.
+    Failed(StoreError),
+}
+
+trait Job: Send {
+    fn run(&mut self, txn: &WriteTransaction) -> Step;
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+type JobResult<R, E> = Result<Result<R, E>, StoreError>;
+
+struct TypedJob<F, R, E> {
+    f: F,
+    out: Option<Result<R, E>>,
+    reply: oneshot::Sender<JobResult<R, E>>,
+}
+
+impl<F, R, E> Job for TypedJob<F, R, E>
+where
+    F: FnMut(&WriteTransaction) -> JobResult<R, E> + Send,
+    R: Send,
+    E: Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> Step {
+        match (self.f)(txn) {
+            Ok(Ok(r)) => {
+                self.out = Some(Ok(r));
+                Step::Applied
+            }
+            Ok(Err(e)) => {
+                self.out = Some(Err(e));
+                Step::Refused
+            }
+            Err(e) => {
+                self.out = None;
+                Step::Failed(e)
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (commit, self.out) {
+            (Ok(()), Some(out)) => Ok(out),
+            (Ok(()), None) => Err(StoreError::Database("operation did not run".into())),
+            (Err(e), _) => Err(e),
+        };
+        // The caller may have gone away (client disconnected); the write
+        // stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+struct Inner {
+    db: Arc<Database>,
+    path: PathBuf,
+    queue: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Handle to the open database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.to_owned() },
+        other => StoreError::Open {
+            path: path.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Store {
+    /// Opens (creating if absent) and migrates the database. Blocking: call
+    /// it before the runtime starts serving or inside `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if path.exists() {
+            Self::refuse_newer(path)?;
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| open_error(path, e))?;
+        // The file holds password and token hashes: owner only.
+        let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        migrate::run(&db)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("roster-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx))
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: format!("cannot start writer thread: {e}"),
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_owned(),
+                queue: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// Checks the schema version through a read-only open, so a file from a
+    /// newer roster is refused before anything could write to it.
+    fn refuse_newer(path: &Path) -> Result<(), StoreError> {
+        match redb::ReadOnlyDatabase::open(path) {
+            Ok(ro) => {
+                let found = migrate::version_of(&ro)?;
+                drop(ro);
+                if found > migrate::CURRENT {
+                    return Err(StoreError::TooNew {
+                        found,
+                        supported: migrate::CURRENT,
+                    });
+                }
+                Ok(())
+            }
+            // A file that was not closed cleanly needs a repair, which a
+            // read-only open cannot do; the read-write open repairs it and
+            // the migration runner checks the version again.
+            Err(redb::DatabaseError::RepairAborted) => Ok(()),
+            Err(e) => Err(open_error(path, e)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in a read transaction on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+
+    /// Queues `f` for the writer. It runs inside a batch's write transaction
+    /// and may run more than once (if another operation in its batch refuses
+    /// itself), so it must not have side effects outside `txn`: take ids,
+    /// times and random values before calling. The answer arrives after the
+    /// commit is durable. `Ok(Err(e))` means the operation refused itself
+    /// and nothing it wrote was kept.
+    pub async fn write<R, E, F>(&self, f: F) -> JobResult<R, E>
+    where
+        F: FnMut(&WriteTransaction) -> JobResult<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(TypedJob { f, out: None, reply });
+        {
+            let queue = self.inner.queue.lock().map_err(|_| StoreError::Closed)?;
+            let sender = queue.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Proves the writer is alive and the file accepts a write transaction.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        self.write(|_txn| Ok(Ok::<(), ()>(())))
+            .await?
+            .map_err(|()| StoreError::Closed)
+    }
+
+    /// Stops the writer after the queued writes are committed. Reads still in
+    /// flight finish; the file is closed when the last handle is dropped.
+    pub async fn close(&self) {
+        let sender = self.inner.queue.lock().ok().and_then(|mut q| q.take());
+        drop(sender);
+        let handle = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    /// Blocking variant of [`Store::close`] for code outside a runtime.
+    pub fn close_blocking(&self) {
+        let sender = self.inner.queue.lock().ok().and_then(|mut q| q.take());
+        drop(sender);
+        let handle = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, batch);
+    }
+}
+
+fn fail_all(jobs: Vec<Box<dyn Job>>, e: &StoreError) {
+    for job in jobs {
+        job.finish(Err(e.clone()));
+    }
+}
+
+/// Runs the batch in one write transaction and commits it durably. A job
+/// that refuses itself is taken out and the rest re-run from scratch, so a
+/// refusal never leaves part of its writes in the commit.
+fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
+    let mut refused: Vec<Box<dyn Job>> = Vec::new();
+    'attempt: loop {
+        if batch.is_empty() {
+            for job in refused {
+                job.finish(Ok(()));
+            }
+            return;
+        }
+        let mut txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                let e = StoreError::from(e);
+                fail_all(batch, &e);
+                fail_all(refused, &e);
+                return;
+            }
+        };
+        if let Err(e) = txn.set_durability(Durability::Immediate) {
+            let e = StoreError::from(e);
+            fail_all(batch, &e);
+            fail_all(refused, &e);
+            return;
+        }
+        for i in 0..batch.len() {
+            match batch[i].run(&txn) {
+                Step::Applied => {}
+                Step::Refused => {
+                    let _ = txn.abort();
+                    refused.push(batch.remove(i));
+                    continue 'attempt;
+                }
+                Step::Failed(e) => {
+                    let _ = txn.abort();
+                    tracing::error!(error = %e, "write batch failed");
+                    fail_all(batch, &e);
+                    fail_all(refused, &e);
+                    return;
+                }
+            }
+        }
+        match txn.commit() {
+            Ok(()) => {
+                for job in batch.into_iter().chain(refused) {
+                    job.finish(Ok(()));
+                }
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                tracing::error!(error = %e, "commit failed");
+                fail_all(batch, &e);
+                fail_all(refused, &e);
+            }
+        }
+        return;
+    }
+}

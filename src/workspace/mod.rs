@@ -1,0 +1,172 @@
+//! The rules of SPEC.md §1. Surfaces (SCIM, OAuth, web, CLI) translate their
+//! input into these operations; each operation is one write transaction that
+//! also appends its audit row.
+
+pub mod model;
+
+use crate::clock::{new_uuid, rfc3339};
+use crate::secret::{TokenKind, hash_token, new_token};
+use crate::store::{self, Store, StoreError};
+use crate::{App, paths};
+use model::*;
+
+/// How long the one-time login link printed at first start stays valid.
+pub const LOGIN_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A cheap shape check: one `@`, a non-empty local part and domain, no
+/// spaces or control characters. Deliverability is the mail system's job.
+pub fn plausible_email(s: &str) -> bool {
+    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }
+        None => false,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("this data directory already holds the workspace {0:?}; nothing was changed")]
+    AlreadyInitialised(String),
+    #[error("{0:?} is not an email address")]
+    BadEmail(String),
+    #[error("workspace name must be 1 to 200 characters")]
+    BadName,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What bootstrap made: the first admin and their one-time login link.
+#[derive(Debug, Clone)]
+pub struct Bootstrapped {
+    pub workspace: String,
+    pub admin: Member,
+    pub login_url: String,
+    pub expires_at: String,
+}
+
+/// Creates the workspace and its first admin with a one-time login link, in
+/// one transaction. Refuses if the workspace already exists.
+pub async fn bootstrap(app: &App, name: &str, admin_email: &str) -> Result<Bootstrapped, BootstrapError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.len() > 200 {
+        return Err(BootstrapError::BadName);
+    }
+    if !plausible_email(admin_email) {
+        return Err(BootstrapError::BadEmail(admin_email.to_owned()));
+    }
+    let now = app.clock.now_ms();
+    let admin = Member {
+        id: new_uuid(app.rng.as_ref()),
+        email: admin_email.to_owned(),
+        display_name: None,
+        role: Role::Admin,
+        status: Status::Active,
+        created_ms: now,
+        updated_ms: now,
+        version: 1,
+    };
+    let token = new_token(TokenKind::Login, app.rng.as_ref());
+    let hash = hash_token(&token);
+    let link = OneTimeLink {
+        member_id: admin.id,
+        purpose: LinkPurpose::Login,
+        created_ms: now,
+        expires_ms: now + LOGIN_LINK_TTL_MS,
+    };
+    let ws = Workspace {
+        name: name.clone(),
+        created_ms: now,
+        domains: Vec::new(),
+    };
+    let (a, l) = (admin.clone(), link.clone());
+    app.store
+        .write(move |txn| {
+            if let Some(existing) = store::workspace::get_w(txn)? {
+                return Ok(Err(BootstrapError::AlreadyInitialised(existing.name)));
+            }
+            store::workspace::put(txn, &ws)?;
+            store::members::put(txn, &a)?;
+            store::links::put(txn, &hash, &l)?;
+            let audit = |target: String, action: &str, detail: serde_json::Value| AuditEntry {
+                at_ms: now,
+                actor: Actor::System,
+                target,
+                action: action.to_owned(),
+                detail,
+            };
+            store::audit::append(
+                txn,
+                &audit(
+                    "workspace".into(),
+                    "workspace.created",
+                    serde_json::json!({ "name": ws.name }),
+                ),
+            )?;
+            store::audit::append(
+                txn,
+                &audit(
+                    format!("member:{}", a.id),
+                    "member.created",
+                    serde_json::json!({ "email": a.email, "role": "admin", "status": "active" }),
+                ),
+            )?;
+            Ok(Ok(()))
+        })
+        .await??;
+    Ok(Bootstrapped {
+        workspace: name,
+        login_url: format!("{}{}?token={}", app.config.public_url, paths::LOGIN_LINK, token),
+        expires_at: rfc3339(link.expires_ms),
+        admin,
+    })
+}
+
+/// The workspace, if it has been created.
+pub async fn get(store: &Store) -> Result<Option<Workspace>, StoreError> {
+    store.read(store::workspace::get).await
+}
+
+/// Looks a one-time link up without consuming it (the login page consumes
+/// it in the OAuth issue); `None` when unknown or expired.
+pub async fn peek_link(app: &App, token: &str) -> Result<Option<(OneTimeLink, Member)>, StoreError> {
+    if !crate::secret::well_formed(token, TokenKind::Login) {
+        return Ok(None);
+    }
+    let hash = hash_token(token);
+    let now = app.clock.now_ms();
+    app.store
+        .read(move |txn| {
+            let Some(link) = store::links::get(txn, &hash)? else {
+                return Ok(None);
+            };
+            if link.expires_ms <= now {
+                return Ok(None);
+            }
+            Ok(store::members::get(txn, link.member_id)?.map(|m| (link, m)))
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plausible_email;
+
+    #[test]
+    fn email_shapes() {
+        assert!(plausible_email("admin@localhost"));
+        assert!(plausible_email("a.b+c@example.com"));
+        assert!(!plausible_email("no-at-sign"));
+        assert!(!plausible_email("@example.com"));
+        assert!(!plausible_email("a@"));
+        assert!(!plausible_email("a b@example.com"));
+        assert!(!plausible_email("a@b@c"));
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary. Each test starts its own server (real
+//! TLS on an ephemeral port, real redb file in its own tempdir) or runs the
+//! real `roster` binary, and speaks HTTPS to it.
+
+mod support;
+
+mod cli;
+mod config;
+mod serve;
+mod store;

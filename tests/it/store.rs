@@ -1,0 +1,121 @@
+//! The database file: schema versions, refusing newer files, group commit.
+
+use redb::ReadableDatabase;
+use roster::store::{Store, StoreError, migrate, tables};
+
+use crate::support::*;
+
+fn bump_version(path: &std::path::Path, to: u64) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(tables::META)
+        .unwrap()
+        .insert(tables::META_SCHEMA_VERSION, to)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn new_database_records_current_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let store = Store::open(&path).unwrap();
+    store.close_blocking();
+    drop(store);
+    let db = redb::ReadOnlyDatabase::open(&path).unwrap();
+    assert_eq!(migrate::version_of(&db).unwrap(), migrate::CURRENT);
+    let txn = db.begin_read().unwrap();
+    // Every table of the current schema exists.
+    txn.open_table(tables::MEMBERS).unwrap();
+    txn.open_table(tables::AUDIT).unwrap();
+}
+
+#[test]
+fn database_from_newer_roster_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    Store::open(&path).unwrap().close_blocking();
+    bump_version(&path, migrate::CURRENT + 1);
+    let before = sha256_file(&path);
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+
+    match Store::open(&path) {
+        Err(StoreError::TooNew { found, supported }) => {
+            assert_eq!(found, migrate::CURRENT + 1);
+            assert_eq!(supported, migrate::CURRENT);
+        }
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+    assert_eq!(sha256_file(&path), before, "file modified");
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+
+    // The binary says so in one line and exits non-zero.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(&path, data.join("roster.redb")).unwrap();
+    let (code, _, err) = run_bin(
+        dir.path(),
+        &["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+    );
+    assert_one_line_error(code, &err, "newer roster");
+    assert_eq!(sha256_file(&data.join("roster.redb")), before);
+}
+
+#[test]
+fn second_process_gets_a_clear_lock_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let store = Store::open(&path).unwrap();
+    match Store::open(&path) {
+        Err(e @ StoreError::Locked { .. }) => assert!(e.to_string().contains("in use"), "{e}"),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    store.close_blocking();
+}
+
+/// Concurrent writes are batched; one that refuses itself after writing
+/// leaves no trace while the others in its batch commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_write_in_a_batch_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tokio::task::spawn_blocking({
+        let p = dir.path().join("r.redb");
+        move || Store::open(&p)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("test_v1");
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(move |txn| {
+                    txn.open_table(T)?.insert(i, i * 10)?;
+                    // Every third operation writes, then refuses.
+                    if i % 3 == 0 { Ok(Err("refused")) } else { Ok(Ok(i)) }
+                })
+                .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(r.is_err(), i % 3 == 0, "op {i}: {r:?}");
+    }
+    let rows = store
+        .read(|txn| {
+            let t = txn.open_table(T)?;
+            let mut v = Vec::new();
+            for row in redb::ReadableTable::iter(&t)? {
+                let (k, _) = row?;
+                v.push(k.value());
+            }
+            Ok(v)
+        })
+        .await
+        .unwrap();
+    let want: Vec<u64> = (0..200).filter(|i| i % 3 != 0).collect();
+    assert_eq!(rows, want);
+    store.close().await;
+}
