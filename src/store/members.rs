@@ -1,42 +1,138 @@
-//! Members and their unique lower-cased email index.
+//! Members and every index derived from them. [`put`] is the only writer:
+//! it diffs the old and new record and updates the unique email index, the
+//! any-email and externalId indexes, the active-admin set and the listing
+//! order in the same transaction, so indexes never drift from the rows.
 
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::StoreError;
 use super::codec::{decode, encode};
-use super::tables::{MEMBER_BY_EMAIL, MEMBERS};
+use super::tables::*;
 use crate::workspace::model::Member;
 
 pub fn email_key(email: &str) -> String {
     email.to_lowercase()
 }
 
-/// Inserts or updates a member, keeping the email index in step. The caller
-/// has checked uniqueness; a clash here is reported, not overwritten.
-pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
-    let mut members = txn.open_table(MEMBERS)?;
-    let mut by_email = txn.open_table(MEMBER_BY_EMAIL)?;
-    let key = email_key(&m.email);
-    if let Some(owner) = by_email.get(key.as_str())?.map(|v| v.value())
-        && owner != m.id.as_u128()
-    {
-        return Err(StoreError::Corrupt(format!(
-            "email {key} already indexed for another member"
-        )));
-    }
-    let old = members
-        .get(m.id.as_u128())?
-        .map(|v| decode::<Member>(v.value()))
-        .transpose()?;
-    if let Some(old) = old {
-        let old_key = email_key(&old.email);
-        if old_key != key {
-            by_email.remove(old_key.as_str())?;
+/// Lower-cased addresses a member can be found by: userName plus every
+/// `emails[].value`.
+fn all_emails(m: &Member) -> Vec<String> {
+    let mut out = vec![email_key(&m.email)];
+    if let Some(serde_json::Value::Array(emails)) = m.attributes.get("emails") {
+        for e in emails {
+            if let Some(v) = e.get("value").and_then(|v| v.as_str()) {
+                let k = email_key(v);
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
         }
     }
-    members.insert(m.id.as_u128(), encode(m)?.as_slice())?;
-    by_email.insert(key.as_str(), m.id.as_u128())?;
+    out
+}
+
+/// Allocates the next listing position.
+pub fn next_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let seq = meta.get(META_MEMBER_SEQ)?.map(|v| v.value()).unwrap_or(1);
+    meta.insert(META_MEMBER_SEQ, seq + 1)?;
+    Ok(seq)
+}
+
+/// Inserts or updates a member with all its index entries. A userName that
+/// another member holds is a caller bug (rules check first) and fails the
+/// transaction rather than overwrite the index.
+pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
+    let id = m.id.as_u128();
+    let old: Option<Member> = {
+        let members = txn.open_table(MEMBERS)?;
+        members.get(id)?.map(|v| decode(v.value())).transpose()?
+    };
+
+    {
+        let mut by_email = txn.open_table(MEMBER_BY_EMAIL)?;
+        let key = email_key(&m.email);
+        if let Some(owner) = by_email.get(key.as_str())?.map(|v| v.value())
+            && owner != id
+        {
+            return Err(StoreError::Corrupt(format!(
+                "userName {key} already indexed for another member"
+            )));
+        }
+        if let Some(old) = &old {
+            let old_key = email_key(&old.email);
+            if old_key != key {
+                by_email.remove(old_key.as_str())?;
+            }
+        }
+        by_email.insert(key.as_str(), id)?;
+    }
+    {
+        let mut any = txn.open_table(MEMBER_BY_ANY_EMAIL)?;
+        let new = all_emails(m);
+        if let Some(old) = &old {
+            for k in all_emails(old) {
+                if !new.contains(&k) {
+                    any.remove((k.as_str(), id))?;
+                }
+            }
+        }
+        for k in &new {
+            any.insert((k.as_str(), id), ())?;
+        }
+    }
+    {
+        let mut ext = txn.open_table(MEMBER_BY_EXTERNAL_ID)?;
+        let old_ext = old.as_ref().and_then(|o| o.external_id.clone());
+        if old_ext != m.external_id {
+            if let Some(e) = &old_ext {
+                ext.remove((e.as_str(), id))?;
+            }
+            if let Some(e) = &m.external_id {
+                ext.insert((e.as_str(), id), ())?;
+            }
+        }
+    }
+    {
+        let mut admins = txn.open_table(ACTIVE_ADMINS)?;
+        if m.is_active_admin() {
+            admins.insert(id, ())?;
+        } else {
+            admins.remove(id)?;
+        }
+    }
+    {
+        // Where the member sits in the listing now, read from the order
+        // table itself rather than trusted from the old record.
+        let mut order = txn.open_table(MEMBER_ORDER)?;
+        let mut blocks = txn.open_table(MEMBER_ORDER_BLOCKS)?;
+        let listed_at = match &old {
+            Some(o) if order.get(o.seq)?.map(|v| v.value()) == Some(id) => Some(o.seq),
+            _ => None,
+        };
+        let want = m.is_listed().then_some(m.seq);
+        if listed_at != want {
+            if let Some(seq) = listed_at {
+                order.remove(seq)?;
+                let block = seq / ORDER_BLOCK;
+                let n = blocks.get(block)?.map(|v| v.value()).unwrap_or(0);
+                if n <= 1 {
+                    blocks.remove(block)?;
+                } else {
+                    blocks.insert(block, n - 1)?;
+                }
+            }
+            if let Some(seq) = want {
+                order.insert(seq, id)?;
+                let block = seq / ORDER_BLOCK;
+                let n = blocks.get(block)?.map(|v| v.value()).unwrap_or(0);
+                blocks.insert(block, n + 1)?;
+            }
+        }
+    }
+    let mut members = txn.open_table(MEMBERS)?;
+    members.insert(id, encode(m)?.as_slice())?;
     Ok(())
 }
 
@@ -65,7 +161,91 @@ pub fn by_email(txn: &ReadTransaction, email: &str) -> Result<Option<Member>, St
     get(txn, Uuid::from_u128(id))
 }
 
+fn ids_with_prefix(table: &redb::ReadOnlyTable<(&'static str, u128), ()>, key: &str) -> Result<Vec<Uuid>, StoreError> {
+    let mut out = Vec::new();
+    for row in table.range((key, 0u128)..=(key, u128::MAX))? {
+        let (k, _) = row?;
+        out.push(Uuid::from_u128(k.value().1));
+    }
+    Ok(out)
+}
+
+/// Members whose externalId is exactly `external_id`.
+pub fn ids_by_external_id(txn: &ReadTransaction, external_id: &str) -> Result<Vec<Uuid>, StoreError> {
+    ids_with_prefix(&txn.open_table(MEMBER_BY_EXTERNAL_ID)?, external_id)
+}
+
+/// Members with `email` as userName or in `emails` (case-insensitive).
+pub fn ids_by_any_email(txn: &ReadTransaction, email: &str) -> Result<Vec<Uuid>, StoreError> {
+    ids_with_prefix(&txn.open_table(MEMBER_BY_ANY_EMAIL)?, &email_key(email))
+}
+
+/// Number of active admins, for the last-admin rule.
+pub fn active_admin_count_w(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    Ok(txn.open_table(ACTIVE_ADMINS)?.len()?)
+}
+
+/// Number of listed (not removed) members.
+pub fn listed_count(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    Ok(txn.open_table(MEMBER_ORDER)?.len()?)
+}
+
 pub fn count(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    Ok(txn.open_table(MEMBERS)?.len()?)
+}
+
+/// Listed members in creation order, skipping `offset` and returning at
+/// most `limit`. Block counts let it skip whole blocks, so the cost is the
+/// page plus one pass over the (n / 256) block counters, not the offset.
+pub fn page(txn: &ReadTransaction, offset: u64, limit: usize) -> Result<Vec<Member>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let blocks = txn.open_table(MEMBER_ORDER_BLOCKS)?;
+    let mut skip = offset;
+    let mut start_seq = None;
+    for row in blocks.iter()? {
+        let (block, n) = row?;
+        let n = n.value();
+        if skip < n {
+            start_seq = Some(block.value() * ORDER_BLOCK);
+            break;
+        }
+        skip -= n;
+    }
+    let Some(start_seq) = start_seq else {
+        return Ok(Vec::new());
+    };
+    let order = txn.open_table(MEMBER_ORDER)?;
     let members = txn.open_table(MEMBERS)?;
-    Ok(members.len()?)
+    let mut out = Vec::with_capacity(limit.min(1000));
+    for row in order
+        .range(start_seq..)?
+        .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+    {
+        let (_, id) = row?;
+        if let Some(v) = members.get(id.value())? {
+            out.push(decode(v.value())?);
+        }
+        if out.len() == limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Calls `f` on every listed member in creation order until it returns
+/// false (filtered listings that no index answers).
+pub fn scan(txn: &ReadTransaction, mut f: impl FnMut(Member) -> bool) -> Result<(), StoreError> {
+    let order = txn.open_table(MEMBER_ORDER)?;
+    let members = txn.open_table(MEMBERS)?;
+    for row in order.iter()? {
+        let (_, id) = row?;
+        if let Some(v) = members.get(id.value())?
+            && !f(decode(v.value())?)
+        {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -13,10 +13,16 @@ struct Migration {
 }
 
 /// Index `i` migrates from version `i` to `i + 1`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "initial tables",
-    run: m0001_initial_tables,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "initial tables",
+        run: m0001_initial_tables,
+    },
+    Migration {
+        name: "SCIM users: member indexes, connections, tokens, sessions, outbox",
+        run: m0002_scim_users,
+    },
+];
 
 /// The schema version this build writes.
 pub const CURRENT: u64 = MIGRATIONS.len() as u64;
@@ -27,6 +33,41 @@ fn m0001_initial_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(MEMBER_BY_EMAIL)?;
     txn.open_table(ONE_TIME_LINKS)?;
     txn.open_table(AUDIT)?;
+    Ok(())
+}
+
+/// Creates the v2 tables and gives existing members (v1 had only the first
+/// admin) a listing position and their index entries.
+fn m0002_scim_users(txn: &WriteTransaction) -> Result<(), StoreError> {
+    for t in [MEMBER_LINKS, MEMBER_SESSIONS, CONNECTION_TOKENS] {
+        txn.open_table(t)?;
+    }
+    for t in [SESSIONS, SCIM_TOKENS] {
+        txn.open_table(t)?;
+    }
+    txn.open_table(CONNECTIONS)?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(SYNC_ERRORS)?;
+    txn.open_table(MEMBER_BY_EXTERNAL_ID)?;
+    txn.open_table(MEMBER_BY_ANY_EMAIL)?;
+    txn.open_table(ACTIVE_ADMINS)?;
+    txn.open_table(MEMBER_ORDER)?;
+    txn.open_table(MEMBER_ORDER_BLOCKS)?;
+    let mut old: Vec<crate::workspace::model::Member> = Vec::new();
+    {
+        let members = txn.open_table(MEMBERS)?;
+        for row in members.iter()? {
+            let (_, v) = row?;
+            old.push(super::codec::decode(v.value())?);
+        }
+    }
+    // v1 had no creation order; keep the order of creation time.
+    old.sort_by_key(|m| (m.created_ms, m.id));
+    for mut m in old {
+        m.seq = super::members::next_seq(txn)?;
+        m.accepted = m.status == crate::workspace::model::Status::Active;
+        super::members::put(txn, &m)?;
+    }
     Ok(())
 }
 

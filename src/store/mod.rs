@@ -5,9 +5,13 @@
 
 pub mod audit;
 pub mod codec;
+pub mod connections;
 pub mod links;
 pub mod members;
 pub mod migrate;
+pub mod outbox;
+pub mod sessions;
+pub mod sync_errors;
 pub mod tables;
 pub mod workspace;
 

@@ -18,3 +18,38 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const WORKSPACE_KEY: &str = "workspace";
+
+// ---- schema v2: SCIM users, connections, tokens, outbox ----
+
+/// Listing order of listed (not removed) members: seq → member id.
+pub const MEMBER_ORDER: TableDefinition<u64, u128> = TableDefinition::new("member_order_v1");
+/// Listed members per block of [`ORDER_BLOCK`] sequence numbers, so the
+/// n-th listed member is found without walking the n before it.
+pub const MEMBER_ORDER_BLOCKS: TableDefinition<u64, u64> = TableDefinition::new("member_order_blocks_v1");
+/// externalId (exact) → member ids (not unique across connections).
+pub const MEMBER_BY_EXTERNAL_ID: TableDefinition<(&str, u128), ()> = TableDefinition::new("member_external_id_v1");
+/// Every `emails[].value` (lower-cased) and the userName → member ids.
+pub const MEMBER_BY_ANY_EMAIL: TableDefinition<(&str, u128), ()> = TableDefinition::new("member_any_email_v1");
+/// Members that are active admins (the last-admin rule counts these).
+pub const ACTIVE_ADMINS: TableDefinition<u128, ()> = TableDefinition::new("active_admins_v1");
+/// A member's outstanding one-time links, to revoke them together.
+pub const MEMBER_LINKS: TableDefinition<(u128, &[u8; 32]), ()> = TableDefinition::new("member_links_v1");
+/// Session id hash → encoded session.
+pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions_v1");
+/// A member's sessions, to revoke them together.
+pub const MEMBER_SESSIONS: TableDefinition<(u128, &[u8; 32]), ()> = TableDefinition::new("member_sessions_v1");
+/// Connection id → encoded IdP connection.
+pub const CONNECTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("connections_v1");
+/// SCIM bearer token hash → encoded token record.
+pub const SCIM_TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("scim_tokens_v1");
+/// A connection's tokens, to revoke them together.
+pub const CONNECTION_TOKENS: TableDefinition<(u128, &[u8; 32]), ()> = TableDefinition::new("connection_tokens_v1");
+/// Mail outbox: sequence → encoded mail.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_v1");
+/// SCIM requests refused by a rule: sequence → encoded sync error.
+pub const SYNC_ERRORS: TableDefinition<u64, &[u8]> = TableDefinition::new("sync_errors_v1");
+
+/// Sequence numbers per [`MEMBER_ORDER_BLOCKS`] entry.
+pub const ORDER_BLOCK: u64 = 256;
+/// Next member sequence number (in [`META`]).
+pub const META_MEMBER_SEQ: &str = "member_seq";

@@ -65,10 +65,19 @@ pub async fn bootstrap(app: &App, name: &str, admin_email: &str) -> Result<Boots
     let now = app.clock.now_ms();
     let admin = Member {
         id: new_uuid(app.rng.as_ref()),
+        seq: 0,
         email: admin_email.to_owned(),
         display_name: None,
+        given_name: None,
+        family_name: None,
+        locale: None,
+        external_id: None,
         role: Role::Admin,
         status: Status::Active,
+        accepted: true,
+        management: Management::Unmanaged,
+        password_hash: None,
+        attributes: serde_json::Map::new(),
         created_ms: now,
         updated_ms: now,
         version: 1,
@@ -93,6 +102,8 @@ pub async fn bootstrap(app: &App, name: &str, admin_email: &str) -> Result<Boots
                 return Ok(Err(BootstrapError::AlreadyInitialised(existing.name)));
             }
             store::workspace::put(txn, &ws)?;
+            let mut a = a.clone();
+            a.seq = store::members::next_seq(txn)?;
             store::members::put(txn, &a)?;
             store::links::put(txn, &hash, &l)?;
             let audit = |target: String, action: &str, detail: serde_json::Value| AuditEntry {

@@ -36,19 +36,66 @@ pub enum Status {
     Removed,
 }
 
+/// Who manages a member or team: nobody (people in the console), or one
+/// IdP connection whose SCIM writes are authoritative (SPEC rule 8).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(tag = "kind", content = "connection", rename_all = "snake_case")]
+pub enum Management {
+    #[default]
+    Unmanaged,
+    Managed(Uuid),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Member {
     pub id: Uuid,
-    /// As given; uniqueness is on its lower-cased form.
+    /// Listing position: assigned at creation, never reused.
+    #[serde(default)]
+    pub seq: u64,
+    /// As given (the SCIM userName); uniqueness is on its lower-cased form.
     pub email: String,
     #[serde(default)]
     pub display_name: Option<String>,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub family_name: Option<String>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
     pub role: Role,
     pub status: Status,
+    /// Whether the member ever became active (accepted an invite or was
+    /// added on a verified domain): decides what `active=true` restores.
+    #[serde(default)]
+    pub accepted: bool,
+    #[serde(default)]
+    pub management: Management,
+    /// argon2id PHC string; `None` until a password is set.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Every other SCIM attribute the IdP sent (name.formatted, emails,
+    /// phoneNumbers, the enterprise extension, unknown extensions, ...), as
+    /// sent, in SCIM wire shape. Rendering merges the fields above over it.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     pub created_ms: i64,
     pub updated_ms: i64,
     /// Bumped on every change; the SCIM weak ETag.
     pub version: u64,
+}
+
+impl Member {
+    /// An active admin counts for the last-admin rule.
+    pub fn is_active_admin(&self) -> bool {
+        self.role == Role::Admin && self.status == Status::Active
+    }
+
+    /// Listed by SCIM and the console (removed members are hidden).
+    pub fn is_listed(&self) -> bool {
+        self.status != Status::Removed
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,6 +103,10 @@ pub struct Member {
 pub enum LinkPurpose {
     /// Signs the member in once (first admin, recovery).
     Login,
+    /// Lets a new member choose a password (welcome mail).
+    SetPassword,
+    /// Accepts an invitation (makes an invited member active).
+    Invite,
 }
 
 /// A one-time link; only the hash of its token is stored (as the key).
@@ -75,6 +126,95 @@ pub enum Actor {
     System,
     /// An operator at the command line.
     Operator,
+    /// An IdP connection writing over SCIM.
+    Connection { id: Uuid, name: String },
+    /// A workspace admin in the console.
+    Admin { id: Uuid, email: String },
+}
+
+/// An identity-provider connection: what a SCIM bearer token or OAuth grant
+/// belongs to, and what "managed" points at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Connection {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: ConnectionKind,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub revoked_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// An admin-issued static SCIM bearer token.
+    StaticToken,
+    /// An OAuth grant (the OAuth issue).
+    OAuthGrant,
+}
+
+/// A bearer credential for SCIM, stored under the hash of its token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScimToken {
+    pub connection_id: Uuid,
+    pub created_ms: i64,
+    /// `None`: does not expire (static tokens; Entra quarantines a job whose
+    /// token expires).
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+}
+
+/// A mail waiting in (or delivered from) the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mail {
+    pub to: String,
+    pub kind: MailKind,
+    pub subject: String,
+    pub body: String,
+    pub created_ms: i64,
+    pub status: MailStatus,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MailKind {
+    Invite,
+    AddedToWorkspace,
+    Welcome,
+    SetPassword,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MailStatus {
+    Pending,
+    Sent,
+    Failed,
+}
+
+/// A SCIM request refused by a workspace rule, shown to admins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncError {
+    pub at_ms: i64,
+    pub connection_id: Uuid,
+    pub connection_name: String,
+    pub operation: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// A signed-in browser session (created by the sign-in pages; revoked by
+/// deprovisioning).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    pub member_id: Uuid,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub expires_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

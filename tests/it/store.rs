@@ -119,3 +119,46 @@ async fn refused_write_in_a_batch_leaves_no_trace() {
     assert_eq!(rows, want);
     store.close().await;
 }
+
+/// A database written by schema v1 (the first release) opens, migrates to
+/// the current version, and keeps its data with the new indexes filled in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_v1_file_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.redb");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/schema-v1.redb"), &path).unwrap();
+    let store = tokio::task::spawn_blocking({
+        let p = path.clone();
+        move || Store::open(&p)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (ws, admin, listed, page) = store
+        .read(|txn| {
+            Ok((
+                roster::store::workspace::get(txn)?,
+                roster::store::members::by_email(txn, "FIRST.ADMIN@example.com")?,
+                roster::store::members::listed_count(txn)?,
+                roster::store::members::page(txn, 0, 10)?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(ws.unwrap().name, "Fixture v1");
+    let admin = admin.expect("admin kept");
+    assert!(admin.is_active_admin());
+    assert!(admin.accepted);
+    assert_eq!(listed, 1);
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, admin.id);
+    let found = store
+        .read(|txn| roster::store::members::ids_by_any_email(txn, "first.admin@EXAMPLE.com"))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![admin.id]);
+    store.close().await;
+    drop(store);
+    let db = redb::ReadOnlyDatabase::open(&path).unwrap();
+    assert_eq!(migrate::version_of(&db).unwrap(), migrate::CURRENT);
+}

@@ -1,0 +1,44 @@
+//! Browser sessions, keyed by the SHA-256 of the session id, with a
+//! per-member index so deprovisioning ends all of a member's sessions.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::codec::{decode, encode};
+use super::tables::{MEMBER_SESSIONS, SESSIONS};
+use crate::secret::TokenHash;
+use crate::workspace::model::Session;
+
+pub fn put(txn: &WriteTransaction, hash: &TokenHash, s: &Session) -> Result<(), StoreError> {
+    txn.open_table(SESSIONS)?.insert(hash, encode(s)?.as_slice())?;
+    txn.open_table(MEMBER_SESSIONS)?
+        .insert((s.member_id.as_u128(), hash), ())?;
+    Ok(())
+}
+
+pub fn get(txn: &ReadTransaction, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+    let t = txn.open_table(SESSIONS)?;
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
+}
+
+/// Ends every session of a member; returns how many.
+pub fn revoke_for_member(txn: &WriteTransaction, member: Uuid) -> Result<usize, StoreError> {
+    let id = member.as_u128();
+    let hashes: Vec<TokenHash> = {
+        let idx = txn.open_table(MEMBER_SESSIONS)?;
+        let mut v = Vec::new();
+        for row in idx.range((id, &[0u8; 32])..=(id, &[0xffu8; 32]))? {
+            let (k, _) = row?;
+            v.push(*k.value().1);
+        }
+        v
+    };
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let mut idx = txn.open_table(MEMBER_SESSIONS)?;
+    for h in &hashes {
+        sessions.remove(h)?;
+        idx.remove((id, h))?;
+    }
+    Ok(hashes.len())
+}
