@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 
 use crate::config::{Config, LogFormat};
+use crate::control::{self, AdminRequest};
 use crate::{App, paths, server, workspace};
 
 #[derive(Debug, Parser)]
@@ -62,6 +63,21 @@ enum Command {
         #[arg(long)]
         admin_email: Option<String>,
     },
+    /// SCIM bearer tokens (IdP connections with a static token).
+    Token {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Email domains of the workspace (verified → provisioned members are
+    /// active at once; otherwise they are invited).
+    Domain {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: DomainAction,
+    },
     /// Ask the local server whether it is ready (GET /readyz over TLS, pinned
     /// to the server's own certificate). Exit 0 when ready.
     Healthcheck {
@@ -71,6 +87,39 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a connection with a static bearer token (printed once).
+    Create {
+        /// A name for the connection, e.g. "Entra ID".
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a connection (by id or name): its tokens stop working at once.
+    Revoke {
+        /// Connection id or name.
+        connection: String,
+    },
+    /// List connections.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum DomainAction {
+    /// Add a domain (not verified unless --verified).
+    Add {
+        name: String,
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Mark a domain verified.
+    Verify { name: String },
+    /// Remove a domain.
+    Remove { name: String },
+    /// List domains.
+    List,
 }
 
 /// Entry point used by `main`.
@@ -160,6 +209,23 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Token { cfg, action } => {
+            let req = match action {
+                TokenAction::Create { name } => AdminRequest::TokenCreate { name },
+                TokenAction::Revoke { connection } => AdminRequest::TokenRevoke { connection },
+                TokenAction::List => AdminRequest::TokenList,
+            };
+            admin(&cfg, req)
+        }
+        Command::Domain { cfg, action } => {
+            let req = match action {
+                DomainAction::Add { name, verified } => AdminRequest::DomainAdd { name, verified },
+                DomainAction::Verify { name } => AdminRequest::DomainVerify { name },
+                DomainAction::Remove { name } => AdminRequest::DomainRemove { name },
+                DomainAction::List => AdminRequest::DomainList,
+            };
+            admin(&cfg, req)
+        }
         Command::Healthcheck { cfg, timeout } => {
             let config = load(&cfg)?;
             runtime()?.block_on(async move {
@@ -174,6 +240,31 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
     }
+}
+
+/// Runs an admin command through the live server's control socket, or
+/// against the database directly when no server runs.
+fn admin(cfg: &ConfigArgs, req: AdminRequest) -> Result<ExitCode, String> {
+    let config = load(cfg)?;
+    runtime()?.block_on(async move {
+        let output = match control::send(&config.data_dir, &req).await? {
+            Some(answer) => answer?,
+            None => {
+                if !config.db_path().exists() {
+                    return Err(format!(
+                        "no database in {}; run roster init (or roster serve) first",
+                        config.data_dir.display()
+                    ));
+                }
+                let app = App::open(config).await.map_err(|e| e.to_string())?;
+                let r = control::execute(&app, req).await;
+                app.store.close().await;
+                r?
+            }
+        };
+        print!("{output}");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn serve(config: Config) -> Result<ExitCode, String> {

@@ -39,6 +39,14 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     workspace: RawWorkspace,
+    #[serde(default)]
+    scim: RawScim,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScim {
+    accept_passwords: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +131,9 @@ pub struct Config {
     pub limits: Limits,
     pub workspace_name: String,
     pub admin_email: String,
+    /// Store passwords an IdP sends on create/update as the member's login
+    /// password (Okta sends one on every create). Off: accepted, dropped.
+    pub scim_accept_passwords: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -317,6 +328,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         limits,
         workspace_name,
         admin_email,
+        scim_accept_passwords: raw.scim.accept_passwords.unwrap_or(false),
     })
 }
 

@@ -7,6 +7,9 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod password;
+pub mod scim;
 pub mod secret;
 pub mod server;
 pub mod store;
@@ -26,6 +29,12 @@ pub mod paths {
     pub const READYZ: &str = "/readyz";
     /// Target of one-time login links (served by the sign-in pages).
     pub const LOGIN_LINK: &str = "/login/link";
+    /// Target of invitation mails.
+    pub const INVITE_ACCEPT: &str = "/invite/accept";
+    /// Target of welcome / set-password mails.
+    pub const SET_PASSWORD: &str = "/password/set";
+    /// Base of the SCIM 2.0 service provider.
+    pub const SCIM: &str = "/scim/v2";
 }
 
 #[derive(Clone)]

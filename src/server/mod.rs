@@ -75,7 +75,11 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
         source,
     })?;
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(serve(app, listener, TlsAcceptor::from(tls_config), stop_rx));
+    let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
+    let task = tokio::spawn(async move {
+        serve(app, listener, TlsAcceptor::from(tls_config), stop_rx).await;
+        let _ = control.await;
+    });
     tracing::info!(addr = %local_addr, "listening on https://{local_addr}");
     Ok(Running { local_addr, stop, task })
 }

@@ -62,6 +62,7 @@ pub fn build(app: App) -> Router {
     Router::new()
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::READYZ, get(readyz))
+        .nest(paths::SCIM, crate::scim::router::routes(app.clone()))
         .route_layer(middleware::from_fn(record_route))
         .fallback(not_found)
         .with_state(app.clone())
@@ -70,6 +71,7 @@ pub fn build(app: App) -> Router {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId(app)))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(crate::scim::router::scim_error_bodies))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     limits.request_timeout,

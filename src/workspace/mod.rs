@@ -2,6 +2,10 @@
 //! input into these operations; each operation is one write transaction that
 //! also appends its audit row.
 
+pub mod connections;
+pub mod domains;
+pub mod mail;
+pub mod members;
 pub mod model;
 
 use crate::clock::{new_uuid, rfc3339};
@@ -9,6 +13,29 @@ use crate::secret::{TokenKind, hash_token, new_token};
 use crate::store::{self, Store, StoreError};
 use crate::{App, paths};
 use model::*;
+
+/// Proof that a request was authenticated as an IdP connection: only the
+/// SCIM auth code can make one (the constructor is crate-private), and every
+/// SCIM-driven workspace operation demands it.
+#[derive(Debug, Clone)]
+pub struct ScimCtx {
+    pub(crate) connection: Connection,
+}
+
+impl ScimCtx {
+    pub(crate) fn new(connection: Connection) -> ScimCtx {
+        ScimCtx { connection }
+    }
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+    pub fn actor(&self) -> Actor {
+        Actor::Connection {
+            id: self.connection.id,
+            name: self.connection.name.clone(),
+        }
+    }
+}
 
 /// How long the one-time login link printed at first start stays valid.
 pub const LOGIN_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;

@@ -1,0 +1,242 @@
+//! Admin commands (`roster token ...`, `roster domain ...`) and the local
+//! control socket that lets them run against a live server. redb locks its
+//! file to one process, so a CLI command first tries `data_dir/control.sock`
+//! (mode 0600, same-user peers only); when no server answers it opens the
+//! database itself. Either way the same [`execute`] runs the command.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::App;
+use crate::clock::rfc3339;
+use crate::workspace::connections;
+use crate::workspace::domains::{self, DomainChange};
+use crate::workspace::model::Actor;
+
+/// Largest request line accepted on the socket.
+const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AdminRequest {
+    TokenCreate { name: String },
+    TokenRevoke { connection: String },
+    TokenList,
+    DomainAdd { name: String, verified: bool },
+    DomainVerify { name: String },
+    DomainRemove { name: String },
+    DomainList,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Ok(String),
+    Error(String),
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Runs one admin command and returns what to print.
+pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
+    let actor = Actor::Operator;
+    match req {
+        AdminRequest::TokenCreate { name } => {
+            let t = connections::create_static_token(app, &name, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Created connection {:?} (id {}).\nSCIM base URL: {}{}\nBearer token (shown once, store it in your identity provider now):\n{}\n",
+                t.connection.name,
+                t.connection.id,
+                app.config.public_url,
+                crate::paths::SCIM,
+                t.token
+            ))
+        }
+        AdminRequest::TokenRevoke { connection } => {
+            let c = connections::revoke(app, &connection, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Revoked connection {:?} (id {}); its tokens no longer work.\n",
+                c.name, c.id
+            ))
+        }
+        AdminRequest::TokenList => {
+            let all = connections::list(app).await.map_err(|e| e.to_string())?;
+            if all.is_empty() {
+                return Ok("No connections. Create one with: roster token create --name NAME\n".into());
+            }
+            let mut out = format!(
+                "{:<36}  {:<24}  {:<12}  {:<24}  {}\n",
+                "ID", "NAME", "KIND", "CREATED", "STATUS"
+            );
+            for c in all {
+                let status = match c.revoked_ms {
+                    Some(t) => format!("revoked {}", rfc3339(t)),
+                    None => "active".into(),
+                };
+                let kind = match c.kind {
+                    crate::workspace::model::ConnectionKind::StaticToken => "static",
+                    crate::workspace::model::ConnectionKind::OAuthGrant => "oauth",
+                };
+                out.push_str(&format!(
+                    "{:<36}  {:<24}  {:<12}  {:<24}  {}\n",
+                    c.id,
+                    c.name,
+                    kind,
+                    rfc3339(c.created_ms),
+                    status
+                ));
+            }
+            Ok(out)
+        }
+        AdminRequest::DomainAdd { name, verified } => {
+            domains::change(app, &name, DomainChange::Add { verified }, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Added {} ({}).\n",
+                domains::normalise(&name).unwrap_or(name),
+                if verified { "verified" } else { "not verified" }
+            ))
+        }
+        AdminRequest::DomainVerify { name } => {
+            domains::change(app, &name, DomainChange::Verify, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Marked {} verified: members provisioned with it become active at once.\n",
+                domains::normalise(&name).unwrap_or(name)
+            ))
+        }
+        AdminRequest::DomainRemove { name } => {
+            domains::change(app, &name, DomainChange::Remove, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("Removed {}.\n", domains::normalise(&name).unwrap_or(name)))
+        }
+        AdminRequest::DomainList => {
+            let ws = crate::workspace::get(&app.store)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the workspace has not been created yet; run roster init")?;
+            if ws.domains.is_empty() {
+                return Ok("No email domains. Add one with: roster domain add example.com --verified\n".into());
+            }
+            let mut out = String::new();
+            for d in ws.domains {
+                out.push_str(&format!(
+                    "{}\t{}\n",
+                    d.name,
+                    if d.verified { "verified" } else { "not verified" }
+                ));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Serves the control socket until `stop` fires; removes the file after.
+pub async fn serve(app: App, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let path = socket_path(&app.config.data_dir);
+    // A socket file left by a crashed server would make bind fail.
+    if UnixStream::connect(&path).await.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let listener = match UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot open the control socket; admin commands need the server stopped");
+            return;
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::error!(error = %e, "cannot restrict the control socket to its owner; closing it");
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+    }
+    // Peers must run as the data dir's owner (the server's user) or root.
+    let own_uid = std::fs::metadata(&app.config.data_dir)
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .ok();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let peer_ok = stream
+            .peer_cred()
+            .ok()
+            .is_some_and(|c| c.uid() == 0 || Some(c.uid()) == own_uid);
+        if !peer_ok {
+            tracing::warn!("control socket: refused a peer running as another user");
+            continue;
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(&app, stream).await {
+                tracing::debug!(error = %e, "control connection failed");
+            }
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn handle(app: &App, stream: UnixStream) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
+    reader.read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<AdminRequest>(&line) {
+        Ok(req) => {
+            tracing::info!(?req, "admin command over the control socket");
+            match execute(app, req).await {
+                Ok(s) => Reply::Ok(s),
+                Err(e) => Reply::Error(e),
+            }
+        }
+        Err(e) => Reply::Error(format!("bad control request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    w.shutdown().await
+}
+
+/// Sends a command to a running server. `Ok(None)`: no server listening.
+pub async fn send(data_dir: &Path, req: &AdminRequest) -> Result<Option<Result<String, String>>, String> {
+    let path = socket_path(data_dir);
+    let Ok(stream) = UnixStream::connect(&path).await else {
+        return Ok(None);
+    };
+    let (r, mut w) = stream.into_split();
+    let mut msg = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+    msg.push(b'\n');
+    w.write_all(&msg).await.map_err(|e| format!("control socket: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(r)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("control socket: {e}"))?;
+    match serde_json::from_str::<Reply>(&line) {
+        Ok(Reply::Ok(s)) => Ok(Some(Ok(s))),
+        Ok(Reply::Error(e)) => Ok(Some(Err(e))),
+        Err(e) => Err(format!("unexpected answer from the server: {e}")),
+    }
+}

@@ -1,0 +1,416 @@
+//! Response shaping: the `attributes` / `excludedAttributes` query
+//! parameters (RFC 7644 §3.4.2.5, §3.9) and the `returned` characteristic
+//! (RFC 7643 §2.4) applied to resources in SCIM wire shape.
+//!
+//! Decisions:
+//! - `returned: never` and `writeOnly` attributes and sub-attributes
+//!   (`password`) are removed from every output, even when requested.
+//! - `returned: always` attributes (`id`) and `schemas` are always included,
+//!   even when excluded or not requested.
+//! - `returned: request` attributes appear only when named in `attributes`.
+//! - With `attributes`, only the named attributes (plus the always ones)
+//!   appear; naming a sub-attribute (`name.givenName`, `emails.value`) keeps
+//!   just that sub-attribute, in every element of a multi-valued attribute;
+//!   naming an extension URN keeps the whole extension object. `meta` is in
+//!   the default set, so it is dropped by `attributes` unless named.
+//! - When both parameters are given, `attributes` wins and
+//!   `excludedAttributes` is ignored (IdPs never send both; this cannot fail).
+//! - Names that resolve to nothing are ignored. Unqualified names resolve to
+//!   the core schema, else to the one extension defining them.
+//! - Data the schema does not describe (undeclared extension URNs, unknown
+//!   sub-attributes) is part of the default set and is dropped when
+//!   `attributes` does not name it; an undeclared extension can be named or
+//!   excluded by its URN.
+
+use serde_json::{Map, Value};
+
+use super::filter::{AttrPath, FilterError, parse_attr_path};
+use super::schema::{AttrDef, Mutability, ResourceDef, Returned, SchemaDef};
+
+/// Parses a comma-separated attribute list (`userName,name.givenName,
+/// urn:…:enterprise:2.0:User:manager`). Empty items are skipped.
+pub fn parse_attr_list(s: &str) -> Result<Vec<AttrPath>, FilterError> {
+    s.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(parse_attr_path)
+        .collect()
+}
+
+/// A parsed selection item, normalised against the resource type.
+enum Sel {
+    /// A whole schema (extension URN), by lowercase URN.
+    Schema(String),
+    /// An attribute (lowercase schema URN, lowercase name, lowercase sub).
+    Attr {
+        urn: String,
+        name: String,
+        sub: Option<String>,
+    },
+}
+
+fn normalise(p: &AttrPath, def: &ResourceDef) -> Sel {
+    let full = p.to_string();
+    if p.sub.is_none()
+        && let Some(s) = def.schema_by_urn(&full)
+    {
+        return Sel::Schema(s.id.to_lowercase());
+    }
+    // An undeclared URN given alone ("urn:x:1.0:Ext") splits into a bogus
+    // urn/name pair; keep the full text as a schema selection too.
+    let urn = match &p.urn {
+        Some(u) => def
+            .schema_by_urn(u)
+            .map(|s| s.id.to_string())
+            .unwrap_or_else(|| u.clone()),
+        None => {
+            if def.core.attr(&p.name).is_some() {
+                def.core.id.to_string()
+            } else {
+                let mut found = def.extensions.iter().filter(|(s, _)| s.attr(&p.name).is_some());
+                match (found.next(), found.next()) {
+                    (Some((s, _)), None) => s.id.to_string(),
+                    _ => def.core.id.to_string(),
+                }
+            }
+        }
+    };
+    if p.urn.is_some() && def.schema_by_urn(&urn).is_none() {
+        return Sel::Schema(full.to_lowercase());
+    }
+    Sel::Attr {
+        urn: urn.to_lowercase(),
+        name: p.name.to_lowercase(),
+        sub: p.sub.as_ref().map(|s| s.to_lowercase()),
+    }
+}
+
+/// For one attribute: is it selected whole, or only some sub-attributes?
+enum Pick {
+    None,
+    Whole,
+    Subs(Vec<String>),
+}
+
+fn pick(sels: &[Sel], urn: &str, name: &str) -> Pick {
+    let (urn, name) = (urn.to_lowercase(), name.to_lowercase());
+    let mut subs = Vec::new();
+    for s in sels {
+        match s {
+            Sel::Schema(u) if *u == urn => return Pick::Whole,
+            Sel::Attr { urn: u, name: n, sub } if *u == urn && *n == name => match sub {
+                None => return Pick::Whole,
+                Some(x) => subs.push(x.clone()),
+            },
+            _ => {}
+        }
+    }
+    if subs.is_empty() { Pick::None } else { Pick::Subs(subs) }
+}
+
+fn hidden(a: &AttrDef) -> bool {
+    a.returned == Returned::Never || a.mutability == Mutability::WriteOnly
+}
+
+/// Shapes one complex object: drops hidden sub-attributes, then keeps only
+/// `keep` (when given) or removes `drop`.
+fn shape_object(
+    o: &Map<String, Value>,
+    attr: &AttrDef,
+    keep: Option<&[String]>,
+    drop: &[String],
+) -> Map<String, Value> {
+    o.iter()
+        .filter(|(k, _)| {
+            let lk = k.to_lowercase();
+            let visible = match attr.sub(k) {
+                Some(sub) => {
+                    !hidden(sub) && (sub.returned != Returned::Request || keep.is_some_and(|ks| ks.contains(&lk)))
+                }
+                None => true,
+            };
+            visible && keep.is_none_or(|ks| ks.contains(&lk)) && !drop.contains(&lk)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Applies sub-attribute shaping to a complex value (object or array of
+/// objects). Returns `None` when nothing is left.
+fn shape_value(v: &Value, attr: &AttrDef, keep: Option<&[String]>, drop: &[String]) -> Option<Value> {
+    if !attr.is_complex() || (keep.is_none() && drop.is_empty() && attr.sub_attributes.iter().all(|s| !hidden(s))) {
+        return Some(v.clone());
+    }
+    match v {
+        Value::Object(o) => {
+            let m = shape_object(o, attr, keep, drop);
+            (!m.is_empty()).then_some(Value::Object(m))
+        }
+        Value::Array(items) => {
+            let out: Vec<Value> = items
+                .iter()
+                .filter_map(|e| match e {
+                    Value::Object(o) => {
+                        let m = shape_object(o, attr, keep, drop);
+                        (!m.is_empty()).then_some(Value::Object(m))
+                    }
+                    other => Some(other.clone()),
+                })
+                .collect();
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Shapes the attributes of one schema held in `obj` (the resource for the
+/// core schema, the extension object otherwise).
+fn project_schema(
+    obj: &Map<String, Value>,
+    schema: &SchemaDef,
+    attributes: Option<&[Sel]>,
+    excluded: &[Sel],
+    out: &mut Map<String, Value>,
+    is_core: bool,
+) {
+    for (k, v) in obj {
+        if is_core && k.eq_ignore_ascii_case("schemas") {
+            out.insert(k.clone(), v.clone());
+            continue;
+        }
+        let Some(attr) = schema.attr(k) else {
+            // Undescribed data: default set only. (Extension objects are
+            // handled by the caller, never here.)
+            let is_urn = k.len() >= 4 && k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
+            if attributes.is_none() && !(is_core && is_urn) {
+                out.insert(k.clone(), v.clone());
+            }
+            continue;
+        };
+        if hidden(attr) {
+            continue;
+        }
+        if attr.returned == Returned::Always {
+            if let Some(x) = shape_value(v, attr, None, &[]) {
+                out.insert(k.clone(), x);
+            }
+            continue;
+        }
+        let shaped = match attributes {
+            Some(sels) => match pick(sels, schema.id, attr.name) {
+                Pick::None => None,
+                Pick::Whole => shape_value(v, attr, None, &[]),
+                Pick::Subs(subs) => shape_value(v, attr, Some(&subs), &[]),
+            },
+            None => {
+                if attr.returned == Returned::Request {
+                    None
+                } else {
+                    match pick(excluded, schema.id, attr.name) {
+                        Pick::Whole => None,
+                        Pick::None => shape_value(v, attr, None, &[]),
+                        Pick::Subs(subs) => shape_value(v, attr, None, &subs),
+                    }
+                }
+            }
+        };
+        if let Some(x) = shaped {
+            out.insert(k.clone(), x);
+        }
+    }
+}
+
+/// Shapes `resource` for output. `attributes` and `excluded` are the parsed
+/// query parameters (empty when absent). See the module documentation for
+/// the rules.
+pub fn project(resource: &Value, def: &ResourceDef, attributes: &[AttrPath], excluded: &[AttrPath]) -> Value {
+    let Some(obj) = resource.as_object() else {
+        return resource.clone();
+    };
+    let attrs: Vec<Sel> = attributes.iter().map(|p| normalise(p, def)).collect();
+    let excl: Vec<Sel> = if attrs.is_empty() {
+        excluded.iter().map(|p| normalise(p, def)).collect()
+    } else {
+        Vec::new()
+    };
+    let attrs_opt = (!attrs.is_empty()).then_some(attrs.as_slice());
+
+    let mut out = Map::new();
+    project_schema(obj, def.core, attrs_opt, &excl, &mut out, true);
+    for (k, v) in obj {
+        let is_urn = k.len() >= 4 && k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
+        if !is_urn {
+            continue;
+        }
+        match def.schema_by_urn(k) {
+            Some(s) if !std::ptr::eq(s, def.core) => {
+                let Some(ext) = v.as_object() else { continue };
+                let mut sub_out = Map::new();
+                project_schema(ext, s, attrs_opt, &excl, &mut sub_out, false);
+                if !sub_out.is_empty() {
+                    out.insert(k.clone(), Value::Object(sub_out));
+                }
+            }
+            Some(_) => {}
+            None => {
+                let lk = k.to_lowercase();
+                let named = |sels: &[Sel]| sels.iter().any(|s| matches!(s, Sel::Schema(u) if *u == lk));
+                let include = match attrs_opt {
+                    Some(sels) => named(sels),
+                    None => !named(&excl),
+                };
+                if include {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Removes `returned: never` and `writeOnly` attributes (and sub-attributes)
+/// from a resource, leaving everything else; use on every outgoing resource
+/// that does not go through [`project`].
+pub fn strip_never(resource: &Value, def: &ResourceDef) -> Value {
+    project(resource, def, &[], &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::{ENTERPRISE_URN, GROUP, ROSTER_URN, USER};
+    use super::*;
+    use serde_json::json;
+
+    fn user() -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN],
+            "id": "u-1",
+            "userName": "bjensen",
+            "password": "secret",
+            "name": {"givenName": "Barbara", "familyName": "Jensen"},
+            "emails": [
+                {"value": "a@x", "type": "work", "primary": true},
+                {"value": "b@x", "type": "home"}
+            ],
+            "meta": {"resourceType": "User", "location": "https://x/Users/u-1"},
+            ENTERPRISE_URN: {"department": "R&D", "manager": {"value": "m", "displayName": "M"}},
+            ROSTER_URN: {"status": "active", "managed": false},
+            "urn:example:custom:1.0:User": {"shoeSize": 44}
+        })
+    }
+
+    fn list(s: &str) -> Vec<AttrPath> {
+        match parse_attr_list(s) {
+            Ok(v) => v,
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn parses_lists() {
+        let l = list(" userName , name.givenName,,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager");
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.get(1).and_then(|p| p.sub.as_deref()), Some("givenName"));
+        assert_eq!(l.get(2).and_then(|p| p.urn.as_deref()), Some(ENTERPRISE_URN));
+        assert!(parse_attr_list("a b").is_err());
+        assert!(parse_attr_list("emails[type eq \"work\"]").is_err());
+        assert_eq!(parse_attr_list("").map(|v| v.len()), Ok(0));
+    }
+
+    #[test]
+    fn default_set_hides_password_only() {
+        let out = strip_never(&user(), &USER);
+        assert!(out.get("password").is_none());
+        let mut expected = keys(&user());
+        expected.retain(|k| k != "password");
+        assert_eq!(keys(&out), expected);
+        assert_eq!(out["meta"], user()["meta"]);
+        assert_eq!(out[ENTERPRISE_URN], user()[ENTERPRISE_URN]);
+    }
+
+    #[test]
+    fn attributes_selects_plus_always() {
+        let out = project(
+            &user(),
+            &USER,
+            &list("userName,name.givenName,emails.value,password"),
+            &[],
+        );
+        assert_eq!(
+            out,
+            json!({
+                "schemas": user()["schemas"],
+                "id": "u-1",
+                "userName": "bjensen",
+                "name": {"givenName": "Barbara"},
+                "emails": [{"value": "a@x"}, {"value": "b@x"}]
+            })
+        );
+        let out = project(&user(), &USER, &list("USERNAME"), &[]);
+        assert_eq!(keys(&out), vec!["id", "schemas", "userName"]);
+    }
+
+    #[test]
+    fn attributes_with_extensions() {
+        let out = project(
+            &user(),
+            &USER,
+            &list("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager,meta"),
+            &[],
+        );
+        assert_eq!(
+            out[ENTERPRISE_URN],
+            json!({"manager": {"value": "m", "displayName": "M"}})
+        );
+        assert!(out.get("meta").is_some());
+        assert!(out.get(ROSTER_URN).is_none());
+        let out = project(&user(), &USER, &list(ENTERPRISE_URN), &[]);
+        assert_eq!(out[ENTERPRISE_URN], user()[ENTERPRISE_URN]);
+        let out = project(&user(), &USER, &list("department"), &[]);
+        assert_eq!(out[ENTERPRISE_URN], json!({"department": "R&D"}));
+        let out = project(&user(), &USER, &list("urn:example:custom:1.0:User"), &[]);
+        assert_eq!(out["urn:example:custom:1.0:User"], json!({"shoeSize": 44}));
+    }
+
+    #[test]
+    fn excluded_attributes() {
+        let g = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g", "displayName": "Ops",
+                       "members": [{"value": "u"}], "meta": {"resourceType": "Group"}});
+        let out = project(&g, &GROUP, &[], &list("members"));
+        assert_eq!(keys(&out), vec!["displayName", "id", "meta", "schemas"]);
+        // id is returned always and cannot be excluded.
+        let out = project(&g, &GROUP, &[], &list("id,displayName"));
+        assert_eq!(keys(&out), vec!["id", "members", "meta", "schemas"]);
+        let out = project(
+            &user(),
+            &USER,
+            &[],
+            &list("name.givenName,emails.type,urn:example:custom:1.0:User"),
+        );
+        assert_eq!(out["name"], json!({"familyName": "Jensen"}));
+        assert_eq!(
+            out["emails"],
+            json!([{"value": "a@x", "primary": true}, {"value": "b@x"}])
+        );
+        assert!(out.get("urn:example:custom:1.0:User").is_none());
+        let out = project(&user(), &USER, &[], &list(&format!("{ENTERPRISE_URN},{ROSTER_URN}")));
+        assert!(out.get(ENTERPRISE_URN).is_none() && out.get(ROSTER_URN).is_none());
+        assert!(out.get("password").is_none());
+    }
+
+    #[test]
+    fn attributes_wins_over_excluded() {
+        let out = project(&user(), &USER, &list("userName"), &list("userName"));
+        assert_eq!(out["userName"], "bjensen");
+    }
+
+    #[test]
+    fn non_object_passes_through() {
+        assert_eq!(project(&json!(5), &USER, &[], &[]), json!(5));
+    }
+}

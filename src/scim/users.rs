@@ -1,0 +1,438 @@
+//! `/scim/v2/Users`: parse and validate the request, run the workspace rule
+//! in one write transaction, render the result.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query as RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::{SCIM_JSON, ScimError};
+use super::filter::{self, IndexAttr};
+use super::list::{Query, list_response};
+use super::model::{self, render_user, user_location};
+use super::patch;
+use super::schema::USER;
+use crate::App;
+use crate::store::{self, StoreError};
+use crate::workspace::ScimCtx;
+use crate::workspace::members::{self as rules, Fresh, RuleError, etag};
+use crate::workspace::model::{Member, SyncError};
+
+/// Why a write was refused: a workspace rule (recorded as a sync error when
+/// admins should see it) or the protocol itself.
+enum Refused {
+    Rule(RuleError),
+    Protocol(ScimError),
+}
+
+impl From<RuleError> for Refused {
+    fn from(e: RuleError) -> Self {
+        Refused::Rule(e)
+    }
+}
+impl From<ScimError> for Refused {
+    fn from(e: ScimError) -> Self {
+        Refused::Protocol(e)
+    }
+}
+
+/// A SCIM JSON response with the resource's ETag.
+pub fn resource_response(
+    status: StatusCode,
+    resource: Value,
+    version: Option<u64>,
+    location: Option<&str>,
+) -> Response {
+    let mut resp = (status, resource.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    if let Some(v) = version
+        && let Ok(e) = HeaderValue::from_str(&etag(v))
+    {
+        h.insert(header::ETAG, e);
+    }
+    if let Some(l) = location
+        && let Ok(l) = HeaderValue::from_str(l)
+    {
+        h.insert(header::LOCATION, l);
+    }
+    resp
+}
+
+pub fn json_response(status: StatusCode, v: &Value) -> Response {
+    resource_response(status, v.clone(), None, None)
+}
+
+/// Reads a JSON request body: `application/scim+json` or `application/json`
+/// (or no content type at all); anything else is 415.
+pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default();
+        let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if mime != "application/scim+json" && mime != "application/json" {
+            return Err(ScimError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                format!("content type {ct:?} is not supported; send application/scim+json or application/json"),
+            ));
+        }
+    }
+    if body.is_empty() {
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            "the request body is empty; a JSON object is required",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ScimError::bad("invalidSyntax", format!("the request body is not valid JSON: {e}")))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ScimError> {
+    Uuid::parse_str(id).map_err(|_| ScimError::not_found(format!("no User with id {:?}", truncate(id))))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Hashes a password on the blocking pool when the operator opted in to
+/// storing IdP-sent passwords; otherwise it is dropped (never echoed).
+async fn maybe_hash(app: &App, password: Option<String>) -> Result<Option<String>, ScimError> {
+    let Some(pw) = password else { return Ok(None) };
+    if !app.config.scim_accept_passwords {
+        return Ok(None);
+    }
+    let rng = app.rng.clone();
+    tokio::task::spawn_blocking(move || crate::password::hash(&pw, rng.as_ref()))
+        .await
+        .map_err(|_| ScimError::internal())?
+        .map(Some)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))
+}
+
+/// Writes a refusal admins must see (last admin, conflicts, foreign
+/// management) to the sync-error list; failures here are only logged.
+async fn record_sync_error(app: &App, ctx: &ScimCtx, operation: &str, target: &str, e: &RuleError) {
+    if matches!(
+        e,
+        RuleError::NotFound(_) | RuleError::VersionMismatch { .. } | RuleError::Invalid(_)
+    ) {
+        return;
+    }
+    tracing::warn!(connection = %ctx.connection().name, operation, target, detail = %e, "SCIM request refused by a workspace rule");
+    let entry = SyncError {
+        at_ms: app.clock.now_ms(),
+        connection_id: ctx.connection().id,
+        connection_name: ctx.connection().name.clone(),
+        operation: operation.to_owned(),
+        target: target.to_owned(),
+        detail: e.to_string(),
+    };
+    let r = app
+        .store
+        .write(move |txn| {
+            store::sync_errors::push(txn, &entry)?;
+            Ok(Ok::<(), ()>(()))
+        })
+        .await;
+    if let Err(err) = r {
+        tracing::error!(error = %err, "could not record a sync error");
+    }
+}
+
+async fn finish(
+    app: &App,
+    ctx: &ScimCtx,
+    operation: &str,
+    target: &str,
+    r: Result<Result<Member, Refused>, StoreError>,
+) -> Result<Member, ScimError> {
+    match r? {
+        Ok(m) => Ok(m),
+        Err(Refused::Protocol(e)) => Err(e),
+        Err(Refused::Rule(e)) => {
+            record_sync_error(app, ctx, operation, target, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+fn respond(app: &App, q: &Query, m: &Member, status: StatusCode) -> Response {
+    let full = render_user(m, &app.config.public_url, &[]);
+    let location = user_location(&app.config.public_url, &m.id);
+    resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location))
+}
+
+pub async fn create(
+    State(app): State<App>,
+    Extension(ctx): Extension<ScimCtx>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let q = Query::parse(&params, &USER, false)?;
+    let body = json_body(&headers, &body)?;
+    let ingested = model::ingest_body(&body, None)?;
+    let mut input = ingested.input;
+    input.password_hash = maybe_hash(&app, ingested.password).await?;
+    let fresh = Fresh::new(&app);
+    let target = input.user_name.clone();
+    let c = ctx.clone();
+    let r = app
+        .store
+        .write(move |txn| {
+            Ok(rules::provision(txn, &c, &input, &fresh)?
+                .map(|p| p.member)
+                .map_err(Refused::from))
+        })
+        .await;
+    let m = finish(&app, &ctx, "create User", &target, r).await?;
+    Ok(respond(&app, &q, &m, StatusCode::CREATED))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let q = Query::parse(&params, &USER, false)?;
+    let uid = parse_id(&id)?;
+    let m = app
+        .store
+        .read(move |txn| store::members::get(txn, uid))
+        .await?
+        .filter(Member::is_listed)
+        .ok_or_else(|| ScimError::not_found(format!("no User with id {uid}")))?;
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && inm
+            .split(',')
+            .any(|t| t.trim().trim_start_matches("W/").trim_matches('"') == m.version.to_string())
+    {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(e) = HeaderValue::from_str(&etag(m.version)) {
+            resp.headers_mut().insert(header::ETAG, e);
+        }
+        return Ok(resp);
+    }
+    Ok(respond(&app, &q, &m, StatusCode::OK))
+}
+
+pub async fn replace(
+    State(app): State<App>,
+    Extension(ctx): Extension<ScimCtx>,
+    Path(id): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let q = Query::parse(&params, &USER, false)?;
+    let uid = parse_id(&id)?;
+    let body = json_body(&headers, &body)?;
+    let ingested = model::ingest_body(&body, Some(&uid.to_string()))?;
+    let mut input = ingested.input;
+    input.password_hash = maybe_hash(&app, ingested.password).await?;
+    let fresh = Fresh::new(&app);
+    let expected = if_match(&headers);
+    let c = ctx.clone();
+    let r = app
+        .store
+        .write(move |txn| {
+            let current = match rules::load_for_write(txn, &c, uid, expected.as_deref())? {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            Ok(rules::replace(txn, &c, current, &input, &fresh)?.map_err(Refused::from))
+        })
+        .await;
+    let m = finish(&app, &ctx, "replace User", &uid.to_string(), r).await?;
+    Ok(respond(&app, &q, &m, StatusCode::OK))
+}
+
+pub async fn modify(
+    State(app): State<App>,
+    Extension(ctx): Extension<ScimCtx>,
+    Path(id): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let q = Query::parse(&params, &USER, false)?;
+    let uid = parse_id(&id)?;
+    let body = json_body(&headers, &body)?;
+    let ops = patch::parse_patch(&body)?;
+    let password_hash = maybe_hash(&app, model::patch_password(&ops)).await?;
+    let fresh = Fresh::new(&app);
+    let expected = if_match(&headers);
+    let public_url = app.config.public_url.clone();
+    let c = ctx.clone();
+    let r = app
+        .store
+        .write(move |txn| {
+            let current = match rules::load_for_write(txn, &c, uid, expected.as_deref())? {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            let mut resource = render_user(&current, &public_url, &[]);
+            if let Err(e) = patch::apply(&mut resource, &ops, &USER) {
+                return Ok(Err(ScimError::from(e).into()));
+            }
+            let ingested = match model::from_resource(&resource) {
+                Ok(i) => i,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            let mut input = ingested.input;
+            input.password_hash = ingested.password.and(password_hash.clone());
+            Ok(rules::replace(txn, &c, current, &input, &fresh)?.map_err(Refused::from))
+        })
+        .await;
+    let m = finish(&app, &ctx, "patch User", &uid.to_string(), r).await?;
+    Ok(respond(&app, &q, &m, StatusCode::OK))
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    Extension(ctx): Extension<ScimCtx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let uid = parse_id(&id)?;
+    let expected = if_match(&headers);
+    let now = app.clock.now_ms();
+    let c = ctx.clone();
+    let r = app
+        .store
+        .write(move |txn| Ok(rules::remove(txn, &c, uid, expected.as_deref(), now)?.map_err(Refused::from)))
+        .await;
+    finish(&app, &ctx, "delete User", &uid.to_string(), r).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list(
+    State(app): State<App>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+) -> Result<Response, ScimError> {
+    let q = Query::parse(&params, &USER, true)?;
+    let public_url = app.config.public_url.clone();
+    let q2 = q.clone();
+    let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
+    let resources = page.iter().map(|r| q.project(r, &USER)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &list_response(total, q.offset, resources),
+    ))
+}
+
+/// The members a listing returns: (totalResults, rendered page).
+fn select(txn: &redb::ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Vec<Value>), StoreError> {
+    let window = |i: u64| i >= q.offset && i < q.offset + q.count as u64;
+    match (&q.filter, &q.sort_by) {
+        (None, None) => {
+            let total = store::members::listed_count(txn)?;
+            let page = store::members::page(txn, q.offset, q.count)?;
+            Ok((total, page.iter().map(|m| render_user(m, public_url, &[])).collect()))
+        }
+        (Some(f), None) => {
+            let mut total = 0u64;
+            let mut page = Vec::new();
+            let mut consider = |m: &Member| {
+                if !m.is_listed() {
+                    return;
+                }
+                let r = render_user(m, public_url, &[]);
+                if filter::matches(f, &r, &USER) {
+                    if window(total) {
+                        page.push(r);
+                    }
+                    total += 1;
+                }
+            };
+            match candidates(txn, f)? {
+                Some(ms) => ms.iter().for_each(&mut consider),
+                None => store::members::scan(txn, |m| {
+                    consider(&m);
+                    true
+                })?,
+            }
+            Ok((total, page))
+        }
+        (f, Some(sort_by)) => {
+            let mut all: Vec<Value> = Vec::new();
+            let mut keep = |m: &Member| {
+                if m.is_listed() {
+                    let r = render_user(m, public_url, &[]);
+                    if f.as_ref().is_none_or(|f| filter::matches(f, &r, &USER)) {
+                        all.push(r);
+                    }
+                }
+            };
+            match f.as_ref().map(|f| candidates(txn, f)).transpose()?.flatten() {
+                Some(ms) => ms.iter().for_each(&mut keep),
+                None => store::members::scan(txn, |m| {
+                    keep(&m);
+                    true
+                })?,
+            }
+            sort(&mut all, sort_by, q.descending);
+            let total = all.len() as u64;
+            let page = all
+                .into_iter()
+                .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+                .take(q.count)
+                .collect();
+            Ok((total, page))
+        }
+    }
+}
+
+/// Candidate members from an index when the filter pins an indexed
+/// attribute, in listing order; `None` means "scan".
+fn candidates(txn: &redb::ReadTransaction, f: &filter::Filter) -> Result<Option<Vec<Member>>, StoreError> {
+    let Some(hint) = filter::index_lookup(f) else {
+        return Ok(None);
+    };
+    let ids: Vec<Uuid> = match hint.attr {
+        IndexAttr::Id => Uuid::parse_str(&hint.value).into_iter().collect(),
+        IndexAttr::UserName => store::members::by_email(txn, &hint.value)?
+            .map(|m| m.id)
+            .into_iter()
+            .collect(),
+        IndexAttr::ExternalId => store::members::ids_by_external_id(txn, &hint.value)?,
+        IndexAttr::EmailValue => store::members::ids_by_any_email(txn, &hint.value)?,
+        IndexAttr::DisplayName => return Ok(None),
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(m) = store::members::get(txn, id)? {
+            out.push(m);
+        }
+    }
+    out.sort_by_key(|m| m.seq);
+    out.dedup_by_key(|m| m.id);
+    Ok(Some(out))
+}
+
+fn sort(all: &mut [Value], sort_by: &str, descending: bool) {
+    all.sort_by(|a, b| {
+        let ka = filter::sort_value(a, &USER, sort_by);
+        let kb = filter::sort_value(b, &USER, sort_by);
+        let ord = match (ka, kb) {
+            (Some((attr, va)), Some((_, vb))) => filter::compare_for_sort(&va, &vb, attr),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        if descending { ord.reverse() } else { ord }
+    });
+}

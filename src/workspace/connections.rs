@@ -1,0 +1,162 @@
+//! IdP connections and static SCIM tokens: issue, list, revoke, and the
+//! bearer check that turns a token into a [`ScimCtx`].
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::ScimCtx;
+use super::model::*;
+use crate::App;
+use crate::secret::{TokenKind, hash_token, new_token, well_formed};
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("name must be 1 to 100 printable characters")]
+    BadName,
+    #[error("no connection with id or name {0:?}")]
+    NotFound(String),
+    #[error("{0:?} matches more than one connection; use its id")]
+    Ambiguous(String),
+    #[error("connection {0:?} is already revoked")]
+    AlreadyRevoked(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A freshly issued static token: shown once, stored only as a hash.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub connection: Connection,
+    pub token: String,
+}
+
+/// Creates a connection with one static SCIM bearer token (Entra's "Secret
+/// Token", Okta's "HTTP Header" auth). Static tokens do not expire: Entra
+/// quarantines a provisioning job whose token expires.
+pub async fn create_static_token(app: &App, name: &str, actor: Actor) -> Result<IssuedToken, ConnectionError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ConnectionError::BadName);
+    }
+    let now = app.clock.now_ms();
+    let connection = Connection {
+        id: crate::clock::new_uuid(app.rng.as_ref()),
+        name,
+        kind: ConnectionKind::StaticToken,
+        created_ms: now,
+        revoked_ms: None,
+    };
+    let token = new_token(TokenKind::Scim, app.rng.as_ref());
+    let hash = hash_token(&token);
+    let c = connection.clone();
+    app.store
+        .write(move |txn| {
+            store::connections::put(txn, &c)?;
+            store::connections::put_token(
+                txn,
+                &hash,
+                &ScimToken {
+                    connection_id: c.id,
+                    created_ms: now,
+                    expires_ms: None,
+                },
+            )?;
+            store::audit::append(
+                txn,
+                &AuditEntry {
+                    at_ms: now,
+                    actor: actor.clone(),
+                    target: format!("connection:{}", c.id),
+                    action: "connection.created".into(),
+                    detail: json!({"name": c.name, "kind": c.kind}),
+                },
+            )?;
+            Ok(Ok::<(), ConnectionError>(()))
+        })
+        .await??;
+    Ok(IssuedToken { connection, token })
+}
+
+pub async fn list(app: &App) -> Result<Vec<Connection>, StoreError> {
+    app.store.read(store::connections::list).await
+}
+
+/// Revokes a connection by id or unique name: its tokens stop working on the
+/// next request. Members it manages stay managed by it (and visible as such)
+/// until an admin or another connection takes them over.
+pub async fn revoke(app: &App, id_or_name: &str, actor: Actor) -> Result<Connection, ConnectionError> {
+    let key = id_or_name.trim().to_owned();
+    let now = app.clock.now_ms();
+    app.store
+        .write(move |txn| {
+            let all = {
+                let mut v = Vec::new();
+                let t = txn.open_table(store::tables::CONNECTIONS)?;
+                for row in redb::ReadableTable::iter(&t)? {
+                    let (_, val) = row?;
+                    v.push(store::codec::decode::<Connection>(val.value())?);
+                }
+                v
+            };
+            let by_id = Uuid::parse_str(&key).ok();
+            let hits: Vec<&Connection> = all.iter().filter(|c| Some(c.id) == by_id || c.name == key).collect();
+            let mut c = match hits.as_slice() {
+                [] => return Ok(Err(ConnectionError::NotFound(key.clone()))),
+                [one] => (*one).clone(),
+                _ => {
+                    // Prefer the one live connection of that name.
+                    let live: Vec<_> = hits.iter().filter(|c| c.revoked_ms.is_none()).collect();
+                    match live.as_slice() {
+                        [one] => (**one).clone(),
+                        _ => return Ok(Err(ConnectionError::Ambiguous(key.clone()))),
+                    }
+                }
+            };
+            if c.revoked_ms.is_some() {
+                return Ok(Err(ConnectionError::AlreadyRevoked(c.name.clone())));
+            }
+            c.revoked_ms = Some(now);
+            store::connections::put(txn, &c)?;
+            let n = store::connections::revoke_tokens(txn, c.id)?;
+            store::audit::append(
+                txn,
+                &AuditEntry {
+                    at_ms: now,
+                    actor: actor.clone(),
+                    target: format!("connection:{}", c.id),
+                    action: "connection.revoked".into(),
+                    detail: json!({"name": c.name, "tokens_revoked": n}),
+                },
+            )?;
+            Ok(Ok(c))
+        })
+        .await?
+}
+
+/// The bearer check: a well-formed, known, unexpired token of a live
+/// connection. Malformed tokens are rejected before any lookup.
+pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, StoreError> {
+    if !well_formed(bearer, TokenKind::Scim) {
+        return Ok(None);
+    }
+    let hash = hash_token(bearer);
+    let now = app.clock.now_ms();
+    app.store
+        .read(move |txn| {
+            let Some(t) = store::connections::token(txn, &hash)? else {
+                return Ok(None);
+            };
+            if t.expires_ms.is_some_and(|e| e <= now) {
+                return Ok(None);
+            }
+            let Some(c) = store::connections::get(txn, t.connection_id)? else {
+                return Ok(None);
+            };
+            if c.revoked_ms.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(ScimCtx::new(c)))
+        })
+        .await
+}

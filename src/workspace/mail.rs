@@ -1,0 +1,69 @@
+//! The text of the mails the rules queue in the outbox. Plain text: every
+//! mail client renders it and nothing in it can run.
+
+use super::model::{Mail, MailKind, MailStatus, Member, Workspace};
+
+fn greeting(m: &Member) -> String {
+    match m.given_name.as_deref().or(m.display_name.as_deref()) {
+        Some(n) if !n.trim().is_empty() => format!("Hello {},", n.trim()),
+        _ => "Hello,".to_owned(),
+    }
+}
+
+fn mail(to: &Member, kind: MailKind, subject: String, body: String, now_ms: i64) -> Mail {
+    Mail {
+        to: to.email.clone(),
+        kind,
+        subject,
+        body,
+        created_ms: now_ms,
+        status: MailStatus::Pending,
+        attempts: 0,
+        last_error: None,
+    }
+}
+
+/// Domain not verified: the person must accept before they become active.
+pub fn invite(ws: &Workspace, m: &Member, accept_url: &str, now_ms: i64) -> Mail {
+    let body = format!(
+        "{}\n\nYou have been invited to join the workspace \"{}\".\n\nTo accept the invitation, open this link within 14 days:\n{}\n\nIf you did not expect this invitation, you can ignore this mail.\n",
+        greeting(m),
+        ws.name,
+        accept_url
+    );
+    mail(
+        m,
+        MailKind::Invite,
+        format!("You are invited to join {}", ws.name),
+        body,
+        now_ms,
+    )
+}
+
+/// Domain verified: the person is a member at once.
+pub fn added(ws: &Workspace, m: &Member, now_ms: i64) -> Mail {
+    let body = format!(
+        "{}\n\nYou have been added to the workspace \"{}\" by your organisation's identity provider.\n",
+        greeting(m),
+        ws.name
+    );
+    mail(
+        m,
+        MailKind::AddedToWorkspace,
+        format!("You were added to {}", ws.name),
+        body,
+        now_ms,
+    )
+}
+
+/// A brand-new person on a verified domain: choose a password.
+pub fn welcome(ws: &Workspace, m: &Member, set_password_url: &str, now_ms: i64) -> Mail {
+    let body = format!(
+        "{}\n\nWelcome to \"{}\". Your sign-in name is {}.\n\nChoose your password with this link within 3 days (it works once):\n{}\n",
+        greeting(m),
+        ws.name,
+        m.email,
+        set_password_url
+    );
+    mail(m, MailKind::Welcome, format!("Welcome to {}", ws.name), body, now_ms)
+}
