@@ -78,6 +78,13 @@ enum Command {
         #[command(subcommand)]
         action: DomainAction,
     },
+    /// Teams (SCIM groups): list, create, rename, delete, membership.
+    Team {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: TeamAction,
+    },
     /// Ask the local server whether it is ready (GET /readyz over TLS, pinned
     /// to the server's own certificate). Exit 0 when ready.
     Healthcheck {
@@ -104,6 +111,22 @@ enum TokenAction {
     },
     /// List connections.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TeamAction {
+    /// List teams with member counts.
+    List,
+    /// Create an unmanaged team.
+    Create { name: String },
+    /// Rename a team (by name or id).
+    Rename { team: String, new_name: String },
+    /// Delete a team; its members stay in the workspace.
+    Delete { team: String },
+    /// Add a member (by email) to a team.
+    AddMember { team: String, email: String },
+    /// Remove a member (by email) from a team.
+    RemoveMember { team: String, email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +246,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 DomainAction::Verify { name } => AdminRequest::DomainVerify { name },
                 DomainAction::Remove { name } => AdminRequest::DomainRemove { name },
                 DomainAction::List => AdminRequest::DomainList,
+            };
+            admin(&cfg, req)
+        }
+        Command::Team { cfg, action } => {
+            let req = match action {
+                TeamAction::List => AdminRequest::TeamList,
+                TeamAction::Create { name } => AdminRequest::TeamCreate { name },
+                TeamAction::Rename { team, new_name } => AdminRequest::TeamRename { team, new_name },
+                TeamAction::Delete { team } => AdminRequest::TeamDelete { team },
+                TeamAction::AddMember { team, email } => AdminRequest::TeamAddMember { team, email },
+                TeamAction::RemoveMember { team, email } => AdminRequest::TeamRemoveMember { team, email },
             };
             admin(&cfg, req)
         }

@@ -14,7 +14,8 @@ use crate::App;
 use crate::clock::rfc3339;
 use crate::workspace::connections;
 use crate::workspace::domains::{self, DomainChange};
-use crate::workspace::model::Actor;
+use crate::workspace::model::{Actor, Management, Team};
+use crate::workspace::teams::{self, PersonOp};
 
 /// Largest request line accepted on the socket.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -29,6 +30,12 @@ pub enum AdminRequest {
     DomainVerify { name: String },
     DomainRemove { name: String },
     DomainList,
+    TeamList,
+    TeamCreate { name: String },
+    TeamRename { team: String, new_name: String },
+    TeamDelete { team: String },
+    TeamAddMember { team: String, email: String },
+    TeamRemoveMember { team: String, email: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +129,44 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(format!("Removed {}.\n", domains::normalise(&name).unwrap_or(name)))
         }
+        AdminRequest::TeamList => {
+            let all = teams::list(app).await.map_err(|e| e.to_string())?;
+            if all.is_empty() {
+                return Ok("No teams. Create one with: roster team create NAME\n".into());
+            }
+            let mut out = format!("{:<36}  {:>7}  {:<10}  {}\n", "ID", "MEMBERS", "MANAGED", "NAME");
+            for t in all {
+                let managed = if t.management == Management::Unmanaged { "no" } else { "by IdP" };
+                out.push_str(&format!("{:<36}  {:>7}  {:<10}  {}\n", t.id, t.member_count, managed, t.name));
+            }
+            Ok(out)
+        }
+        AdminRequest::TeamCreate { name } => {
+            let t = teams::person_create(app, actor, &name).await.map_err(|e| e.to_string())?;
+            Ok(format!("Created team {:?} (id {}).\n", t.name, t.id))
+        }
+        AdminRequest::TeamRename { team, new_name } => {
+            let t = teams::person_edit(app, actor, &team, vec![PersonOp::Rename(new_name)])
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("Renamed to {:?}.{}\n", t.name, managed_note(&t)))
+        }
+        AdminRequest::TeamDelete { team } => {
+            let t = teams::person_delete(app, actor, &team).await.map_err(|e| e.to_string())?;
+            Ok(format!("Deleted team {:?}; its {} members stay in the workspace.\n", t.name, t.member_count))
+        }
+        AdminRequest::TeamAddMember { team, email } => {
+            let t = teams::person_edit(app, actor, &team, vec![PersonOp::Add(email.clone())])
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{email} is in team {:?} ({} members).{}\n", t.name, t.member_count, managed_note(&t)))
+        }
+        AdminRequest::TeamRemoveMember { team, email } => {
+            let t = teams::person_edit(app, actor, &team, vec![PersonOp::Remove(email.clone())])
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{email} is not in team {:?} ({} members).{}\n", t.name, t.member_count, managed_note(&t)))
+        }
         AdminRequest::DomainList => {
             let ws = crate::workspace::get(&app.store)
                 .await
@@ -140,6 +185,15 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
             }
             Ok(out)
         }
+    }
+}
+
+/// Rule 8: people may change managed teams, but should know the IdP wins.
+fn managed_note(t: &Team) -> &'static str {
+    if t.management == Management::Unmanaged {
+        ""
+    } else {
+        " Note: this team is managed by an identity provider; its next sync will overwrite this change."
     }
 }
 

@@ -14,8 +14,13 @@ use super::schema::{self, ResourceDef, SchemaDef};
 use super::users::json_response;
 use crate::{App, paths};
 
-static RESOURCE_TYPES: [&ResourceDef; 1] = [&schema::USER];
-static SCHEMAS: [&SchemaDef; 3] = [&schema::USER_SCHEMA, &schema::ENTERPRISE_SCHEMA, &schema::ROSTER_SCHEMA];
+static RESOURCE_TYPES: [&ResourceDef; 2] = [&schema::USER, &schema::GROUP];
+static SCHEMAS: [&SchemaDef; 4] = [
+    &schema::USER_SCHEMA,
+    &schema::ENTERPRISE_SCHEMA,
+    &schema::ROSTER_SCHEMA,
+    &schema::GROUP_SCHEMA,
+];
 
 /// Resource types served today.
 pub fn resource_types() -> &'static [&'static ResourceDef] {

@@ -110,6 +110,19 @@ impl Query {
     }
 }
 
+/// RFC 7644 §3.4.2.3 ordering of two rendered resources by `sort_by`
+/// (caseExact-aware; resources without a value sort last).
+pub fn compare(a: &Value, b: &Value, def: &ResourceDef, sort_by: &str, descending: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let ord = match (filter::sort_value(a, def, sort_by), filter::sort_value(b, def, sort_by)) {
+        (Some((attr, va)), Some((_, vb))) => filter::compare_for_sort(&va, &vb, attr),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    if descending { ord.reverse() } else { ord }
+}
+
 /// The ListResponse envelope around an already projected page.
 pub fn list_response(total: u64, offset: u64, resources: Vec<Value>) -> Value {
     json!({

@@ -13,3 +13,4 @@ pub mod project;
 pub mod router;
 pub mod schema;
 pub mod users;
+pub mod groups;

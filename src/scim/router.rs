@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use super::error::{self, SCIM_JSON, ScimError};
-use super::{discovery, users};
+use super::{discovery, groups, users};
 use crate::App;
 use crate::workspace::connections;
 
@@ -23,6 +23,11 @@ pub fn routes(app: App) -> Router<App> {
                 .put(users::replace)
                 .patch(users::modify)
                 .delete(users::delete),
+        )
+        .route("/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/Groups/{id}",
+            get(groups::get).put(groups::replace).patch(groups::modify).delete(groups::delete),
         )
         .route("/ServiceProviderConfig", get(discovery::service_provider_config))
         .route("/ResourceTypes", get(discovery::list_resource_types))

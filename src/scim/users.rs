@@ -24,7 +24,7 @@ use crate::workspace::model::{Member, SyncError};
 
 /// Why a write was refused: a workspace rule (recorded as a sync error when
 /// admins should see it) or the protocol itself.
-enum Refused {
+pub(crate) enum Refused {
     Rule(RuleError),
     Protocol(ScimError),
 }
@@ -123,7 +123,7 @@ async fn maybe_hash(app: &App, password: Option<String>) -> Result<Option<String
 
 /// Writes a refusal admins must see (last admin, conflicts, foreign
 /// management) to the sync-error list; failures here are only logged.
-async fn record_sync_error(app: &App, ctx: &ScimCtx, operation: &str, target: &str, e: &RuleError) {
+pub(crate) async fn record_sync_error(app: &App, ctx: &ScimCtx, operation: &str, target: &str, e: &RuleError) {
     if matches!(
         e,
         RuleError::NotFound(_) | RuleError::VersionMismatch { .. } | RuleError::Invalid(_)
@@ -151,13 +151,15 @@ async fn record_sync_error(app: &App, ctx: &ScimCtx, operation: &str, target: &s
     }
 }
 
-async fn finish(
+/// Turns a write's outcome into the handler's result, recording rule
+/// refusals as sync errors.
+pub(crate) async fn finish<T>(
     app: &App,
     ctx: &ScimCtx,
     operation: &str,
     target: &str,
-    r: Result<Result<Member, Refused>, StoreError>,
-) -> Result<Member, ScimError> {
+    r: Result<Result<T, Refused>, StoreError>,
+) -> Result<T, ScimError> {
     match r? {
         Ok(m) => Ok(m),
         Err(Refused::Protocol(e)) => Err(e),
@@ -168,10 +170,17 @@ async fn finish(
     }
 }
 
-fn respond(app: &App, q: &Query, m: &Member, status: StatusCode) -> Response {
-    let full = render_user(m, &app.config.public_url, &[]);
+/// Renders a member with their teams (read in a fresh read transaction).
+async fn respond(app: &App, q: &Query, m: &Member, status: StatusCode) -> Result<Response, ScimError> {
+    let id = m.id;
+    let teams = app.store.read(move |txn| store::teams::teams_of(txn, id)).await?;
+    let full = render_user(m, &app.config.public_url, &teams);
     let location = user_location(&app.config.public_url, &m.id);
-    resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location))
+    Ok(resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location)))
+}
+
+fn render_in(txn: &redb::ReadTransaction, m: &Member, public_url: &str) -> Result<Value, StoreError> {
+    Ok(render_user(m, public_url, &store::teams::teams_of(txn, m.id)?))
 }
 
 pub async fn create(
@@ -198,7 +207,7 @@ pub async fn create(
         })
         .await;
     let m = finish(&app, &ctx, "create User", &target, r).await?;
-    Ok(respond(&app, &q, &m, StatusCode::CREATED))
+    respond(&app, &q, &m, StatusCode::CREATED).await
 }
 
 pub async fn get(
@@ -226,7 +235,7 @@ pub async fn get(
         }
         return Ok(resp);
     }
-    Ok(respond(&app, &q, &m, StatusCode::OK))
+    respond(&app, &q, &m, StatusCode::OK).await
 }
 
 pub async fn replace(
@@ -257,7 +266,7 @@ pub async fn replace(
         })
         .await;
     let m = finish(&app, &ctx, "replace User", &uid.to_string(), r).await?;
-    Ok(respond(&app, &q, &m, StatusCode::OK))
+    respond(&app, &q, &m, StatusCode::OK).await
 }
 
 pub async fn modify(
@@ -298,7 +307,7 @@ pub async fn modify(
         })
         .await;
     let m = finish(&app, &ctx, "patch User", &uid.to_string(), r).await?;
-    Ok(respond(&app, &q, &m, StatusCode::OK))
+    respond(&app, &q, &m, StatusCode::OK).await
 }
 
 pub async fn delete(
@@ -336,64 +345,57 @@ pub async fn list(
 
 /// The members a listing returns: (totalResults, rendered page).
 fn select(txn: &redb::ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Vec<Value>), StoreError> {
+    if q.filter.is_none() && q.sort_by.is_none() {
+        let total = store::members::listed_count(txn)?;
+        let page = store::members::page(txn, q.offset, q.count)?;
+        let rendered = page.iter().map(|m| render_in(txn, m, public_url)).collect::<Result<_, _>>()?;
+        return Ok((total, rendered));
+    }
     let window = |i: u64| i >= q.offset && i < q.offset + q.count as u64;
-    match (&q.filter, &q.sort_by) {
-        (None, None) => {
-            let total = store::members::listed_count(txn)?;
-            let page = store::members::page(txn, q.offset, q.count)?;
-            Ok((total, page.iter().map(|m| render_user(m, public_url, &[])).collect()))
+    let mut total = 0u64;
+    let mut kept: Vec<Value> = Vec::new();
+    let mut consider = |m: &Member| -> Result<(), StoreError> {
+        if !m.is_listed() {
+            return Ok(());
         }
-        (Some(f), None) => {
-            let mut total = 0u64;
-            let mut page = Vec::new();
-            let mut consider = |m: &Member| {
-                if !m.is_listed() {
-                    return;
-                }
-                let r = render_user(m, public_url, &[]);
-                if filter::matches(f, &r, &USER) {
-                    if window(total) {
-                        page.push(r);
-                    }
-                    total += 1;
-                }
-            };
-            match candidates(txn, f)? {
-                Some(ms) => ms.iter().for_each(&mut consider),
-                None => store::members::scan(txn, |m| {
-                    consider(&m);
-                    true
-                })?,
+        let r = render_in(txn, m, public_url)?;
+        if q.filter.as_ref().is_none_or(|f| filter::matches(f, &r, &USER)) {
+            if q.sort_by.is_some() || window(total) {
+                kept.push(r);
             }
-            Ok((total, page))
+            total += 1;
         }
-        (f, Some(sort_by)) => {
-            let mut all: Vec<Value> = Vec::new();
-            let mut keep = |m: &Member| {
-                if m.is_listed() {
-                    let r = render_user(m, public_url, &[]);
-                    if f.as_ref().is_none_or(|f| filter::matches(f, &r, &USER)) {
-                        all.push(r);
-                    }
-                }
-            };
-            match f.as_ref().map(|f| candidates(txn, f)).transpose()?.flatten() {
-                Some(ms) => ms.iter().for_each(&mut keep),
-                None => store::members::scan(txn, |m| {
-                    keep(&m);
-                    true
-                })?,
+        Ok(())
+    };
+    match q.filter.as_ref().map(|f| candidates(txn, f)).transpose()?.flatten() {
+        Some(ms) => {
+            for m in &ms {
+                consider(m)?;
             }
-            sort(&mut all, sort_by, q.descending);
-            let total = all.len() as u64;
-            let page = all
-                .into_iter()
-                .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
-                .take(q.count)
-                .collect();
-            Ok((total, page))
+        }
+        None => {
+            let mut err = None;
+            store::members::scan(txn, |m| match consider(&m) {
+                Ok(()) => true,
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            })?;
+            if let Some(e) = err {
+                return Err(e);
+            }
         }
     }
+    if let Some(sort_by) = &q.sort_by {
+        kept.sort_by(|a, b| super::list::compare(a, b, &USER, sort_by, q.descending));
+        kept = kept
+            .into_iter()
+            .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+            .take(q.count)
+            .collect();
+    }
+    Ok((total, kept))
 }
 
 /// Candidate members from an index when the filter pins an indexed
@@ -421,18 +423,4 @@ fn candidates(txn: &redb::ReadTransaction, f: &filter::Filter) -> Result<Option<
     out.sort_by_key(|m| m.seq);
     out.dedup_by_key(|m| m.id);
     Ok(Some(out))
-}
-
-fn sort(all: &mut [Value], sort_by: &str, descending: bool) {
-    all.sort_by(|a, b| {
-        let ka = filter::sort_value(a, &USER, sort_by);
-        let kb = filter::sort_value(b, &USER, sort_by);
-        let ord = match (ka, kb) {
-            (Some((attr, va)), Some((_, vb))) => filter::compare_for_sort(&va, &vb, attr),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        };
-        if descending { ord.reverse() } else { ord }
-    });
 }

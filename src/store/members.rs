@@ -8,8 +8,14 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::codec::{decode, encode};
+use super::order::OrderIndex;
 use super::tables::*;
 use crate::workspace::model::Member;
+
+const ORDER: OrderIndex = OrderIndex {
+    order: MEMBER_ORDER,
+    blocks: MEMBER_ORDER_BLOCKS,
+};
 
 pub fn email_key(email: &str) -> String {
     email.to_lowercase()
@@ -102,35 +108,7 @@ pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
             admins.remove(id)?;
         }
     }
-    {
-        // Where the member sits in the listing now, read from the order
-        // table itself rather than trusted from the old record.
-        let mut order = txn.open_table(MEMBER_ORDER)?;
-        let mut blocks = txn.open_table(MEMBER_ORDER_BLOCKS)?;
-        let listed_at = match &old {
-            Some(o) if order.get(o.seq)?.map(|v| v.value()) == Some(id) => Some(o.seq),
-            _ => None,
-        };
-        let want = m.is_listed().then_some(m.seq);
-        if listed_at != want {
-            if let Some(seq) = listed_at {
-                order.remove(seq)?;
-                let block = seq / ORDER_BLOCK;
-                let n = blocks.get(block)?.map(|v| v.value()).unwrap_or(0);
-                if n <= 1 {
-                    blocks.remove(block)?;
-                } else {
-                    blocks.insert(block, n - 1)?;
-                }
-            }
-            if let Some(seq) = want {
-                order.insert(seq, id)?;
-                let block = seq / ORDER_BLOCK;
-                let n = blocks.get(block)?.map(|v| v.value()).unwrap_or(0);
-                blocks.insert(block, n + 1)?;
-            }
-        }
-    }
+    ORDER.set(txn, id, old.as_ref().map(|o| o.seq), m.is_listed().then_some(m.seq))?;
     let mut members = txn.open_table(MEMBERS)?;
     members.insert(id, encode(m)?.as_slice())?;
     Ok(())
@@ -187,7 +165,7 @@ pub fn active_admin_count_w(txn: &WriteTransaction) -> Result<u64, StoreError> {
 
 /// Number of listed (not removed) members.
 pub fn listed_count(txn: &ReadTransaction) -> Result<u64, StoreError> {
-    Ok(txn.open_table(MEMBER_ORDER)?.len()?)
+    ORDER.len(txn)
 }
 
 pub fn count(txn: &ReadTransaction) -> Result<u64, StoreError> {
@@ -195,40 +173,13 @@ pub fn count(txn: &ReadTransaction) -> Result<u64, StoreError> {
 }
 
 /// Listed members in creation order, skipping `offset` and returning at
-/// most `limit`. Block counts let it skip whole blocks, so the cost is the
-/// page plus one pass over the (n / 256) block counters, not the offset.
+/// most `limit`, at a cost proportional to the page (see [`OrderIndex`]).
 pub fn page(txn: &ReadTransaction, offset: u64, limit: usize) -> Result<Vec<Member>, StoreError> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let blocks = txn.open_table(MEMBER_ORDER_BLOCKS)?;
-    let mut skip = offset;
-    let mut start_seq = None;
-    for row in blocks.iter()? {
-        let (block, n) = row?;
-        let n = n.value();
-        if skip < n {
-            start_seq = Some(block.value() * ORDER_BLOCK);
-            break;
-        }
-        skip -= n;
-    }
-    let Some(start_seq) = start_seq else {
-        return Ok(Vec::new());
-    };
-    let order = txn.open_table(MEMBER_ORDER)?;
     let members = txn.open_table(MEMBERS)?;
-    let mut out = Vec::with_capacity(limit.min(1000));
-    for row in order
-        .range(start_seq..)?
-        .skip(usize::try_from(skip).unwrap_or(usize::MAX))
-    {
-        let (_, id) = row?;
-        if let Some(v) = members.get(id.value())? {
+    let mut out = Vec::new();
+    for id in ORDER.page(txn, offset, limit)? {
+        if let Some(v) = members.get(id)? {
             out.push(decode(v.value())?);
-        }
-        if out.len() == limit {
-            break;
         }
     }
     Ok(out)
@@ -237,15 +188,9 @@ pub fn page(txn: &ReadTransaction, offset: u64, limit: usize) -> Result<Vec<Memb
 /// Calls `f` on every listed member in creation order until it returns
 /// false (filtered listings that no index answers).
 pub fn scan(txn: &ReadTransaction, mut f: impl FnMut(Member) -> bool) -> Result<(), StoreError> {
-    let order = txn.open_table(MEMBER_ORDER)?;
     let members = txn.open_table(MEMBERS)?;
-    for row in order.iter()? {
-        let (_, id) = row?;
-        if let Some(v) = members.get(id.value())?
-            && !f(decode(v.value())?)
-        {
-            break;
-        }
-    }
-    Ok(())
+    ORDER.scan(txn, |id| match members.get(id)? {
+        Some(v) => Ok(f(decode(v.value())?)),
+        None => Ok(true),
+    })
 }

@@ -22,6 +22,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "SCIM users: member indexes, connections, tokens, sessions, outbox",
         run: m0002_scim_users,
     },
+    Migration {
+        name: "teams: SCIM groups and membership",
+        run: m0003_teams,
+    },
 ];
 
 /// The schema version this build writes.
@@ -68,6 +72,17 @@ fn m0002_scim_users(txn: &WriteTransaction) -> Result<(), StoreError> {
         m.accepted = m.status == crate::workspace::model::Status::Active;
         super::members::put(txn, &m)?;
     }
+    Ok(())
+}
+
+fn m0003_teams(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(TEAMS)?;
+    txn.open_table(TEAM_BY_NAME)?;
+    txn.open_table(TEAM_BY_EXTERNAL_ID)?;
+    txn.open_table(TEAM_MEMBERS)?;
+    txn.open_table(MEMBER_TEAMS)?;
+    txn.open_table(TEAM_ORDER)?;
+    txn.open_table(TEAM_ORDER_BLOCKS)?;
     Ok(())
 }
 

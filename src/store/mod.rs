@@ -9,9 +9,11 @@ pub mod connections;
 pub mod links;
 pub mod members;
 pub mod migrate;
+pub mod order;
 pub mod outbox;
 pub mod sessions;
 pub mod sync_errors;
+pub mod teams;
 pub mod tables;
 pub mod workspace;
 

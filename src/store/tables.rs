@@ -53,3 +53,21 @@ pub const SYNC_ERRORS: TableDefinition<u64, &[u8]> = TableDefinition::new("sync_
 pub const ORDER_BLOCK: u64 = 256;
 /// Next member sequence number (in [`META`]).
 pub const META_MEMBER_SEQ: &str = "member_seq";
+
+// ---- schema v3: teams (SCIM Groups) ----
+
+/// Team id → encoded team.
+pub const TEAMS: TableDefinition<u128, &[u8]> = TableDefinition::new("teams_v1");
+/// Team name (exact, case-sensitive) → team id (unique).
+pub const TEAM_BY_NAME: TableDefinition<&str, u128> = TableDefinition::new("team_name_v1");
+/// externalId (exact) → team ids.
+pub const TEAM_BY_EXTERNAL_ID: TableDefinition<(&str, u128), ()> = TableDefinition::new("team_external_id_v1");
+/// Membership, one row per (team, member): adding or removing one member
+/// of a 10,000-member team touches one row here and one in MEMBER_TEAMS.
+pub const TEAM_MEMBERS: TableDefinition<(u128, u128), ()> = TableDefinition::new("team_members_v1");
+/// The same membership keyed by member, for a member's `groups`.
+pub const MEMBER_TEAMS: TableDefinition<(u128, u128), ()> = TableDefinition::new("member_teams_v1");
+pub const TEAM_ORDER: TableDefinition<u64, u128> = TableDefinition::new("team_order_v1");
+pub const TEAM_ORDER_BLOCKS: TableDefinition<u64, u64> = TableDefinition::new("team_order_blocks_v1");
+/// Next team sequence number (in [`META`]).
+pub const META_TEAM_SEQ: &str = "team_seq";

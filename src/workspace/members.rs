@@ -301,7 +301,7 @@ pub fn etag(version: u64) -> String {
 }
 
 /// `If-Match` semantics: `*` or any listed tag equal to ours (weak compare).
-fn version_matches(header: &str, version: u64) -> bool {
+pub(crate) fn version_matches(header: &str, version: u64) -> bool {
     let ours = version.to_string();
     header
         .split(',')
@@ -483,6 +483,13 @@ pub fn remove(txn: &WriteTransaction, ctx: &ScimCtx, id: Uuid, if_match: Option<
         Ok(m) => m,
         Err(e) => return Ok(Err(e)),
     };
+    // Rule 8: deleting is not linking; an IdP deletes only whom it manages.
+    if current.management == Management::Unmanaged {
+        return Ok(Err(RuleError::ManagedElsewhere(format!(
+            "member {} is not managed by an identity provider; provision or update them from your IdP first, or remove them in roster",
+            current.email
+        ))));
+    }
     if current.is_active_admin() && store::members::active_admin_count_w(txn)? <= 1 {
         return Ok(Err(RuleError::LastAdmin(format!(
             "refusing to remove {}: they are the workspace's last active admin. Make another member an admin in roster first.",

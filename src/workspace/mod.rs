@@ -7,6 +7,7 @@ pub mod domains;
 pub mod mail;
 pub mod members;
 pub mod model;
+pub mod teams;
 
 use crate::clock::{new_uuid, rfc3339};
 use crate::secret::{TokenKind, hash_token, new_token};

@@ -228,3 +228,23 @@ pub struct AuditEntry {
     #[serde(default)]
     pub detail: serde_json::Value,
 }
+
+/// A team: what a SCIM Group is in roster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Team {
+    pub id: Uuid,
+    pub seq: u64,
+    /// Exact and unique (case-sensitive).
+    pub name: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub management: Management,
+    /// Kept with each membership change (one row), so listings need not
+    /// count the membership table.
+    #[serde(default)]
+    pub member_count: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub version: u64,
+}
