@@ -122,58 +122,38 @@ pub fn is_member_w(txn: &WriteTransaction, team: Uuid, member: Uuid) -> Result<b
     Ok(txn.open_table(TEAM_MEMBERS)?.get((team.as_u128(), member.as_u128()))?.is_some())
 }
 
-pub fn member_ids_w(txn: &WriteTransaction, team: Uuid) -> Result<Vec<Uuid>, StoreError> {
-    let t = team.as_u128();
-    let table = txn.open_table(TEAM_MEMBERS)?;
+/// Second halves of `(first, second)` keys whose first half is `first`.
+fn seconds(table: &impl ReadableTable<(u128, u128), ()>, first: u128) -> Result<Vec<u128>, StoreError> {
     let mut out = Vec::new();
-    for row in table.range((t, 0u128)..=(t, u128::MAX))? {
-        out.push(Uuid::from_u128(row?.0.value().1));
+    for row in table.range((first, 0u128)..=(first, u128::MAX))? {
+        out.push(row?.0.value().1);
     }
     Ok(out)
 }
 
-pub fn member_ids(txn: &ReadTransaction, team: Uuid) -> Result<Vec<Uuid>, StoreError> {
-    let t = team.as_u128();
-    let table = txn.open_table(TEAM_MEMBERS)?;
+fn names_of(teams: &impl ReadableTable<u128, &'static [u8]>, ids: Vec<u128>) -> Result<Vec<(Uuid, String)>, StoreError> {
     let mut out = Vec::new();
-    for row in table.range((t, 0u128)..=(t, u128::MAX))? {
-        out.push(Uuid::from_u128(row?.0.value().1));
+    for tid in ids {
+        if let Some(v) = teams.get(tid)? {
+            let t: Team = decode(v.value())?;
+            out.push((t.id, t.name));
+        }
     }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
+}
+
+pub fn member_ids_w(txn: &WriteTransaction, team: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    Ok(seconds(&txn.open_table(TEAM_MEMBERS)?, team.as_u128())?.into_iter().map(Uuid::from_u128).collect())
+}
+
+pub fn member_ids(txn: &ReadTransaction, team: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    Ok(seconds(&txn.open_table(TEAM_MEMBERS)?, team.as_u128())?.into_iter().map(Uuid::from_u128).collect())
 }
 
 /// The teams a member belongs to, as (id, name), by name.
 pub fn teams_of(txn: &ReadTransaction, member: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
-    let m = member.as_u128();
-    let idx = txn.open_table(MEMBER_TEAMS)?;
-    let teams = txn.open_table(TEAMS)?;
-    let mut out = Vec::new();
-    for row in idx.range((m, 0u128)..=(m, u128::MAX))? {
-        let tid = row?.0.value().1;
-        if let Some(v) = teams.get(tid)? {
-            let t: Team = decode(v.value())?;
-            out.push((t.id, t.name));
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
-}
-
-/// Same as [`teams_of`] inside a write transaction (PATCH renders there).
-pub fn teams_of_w(txn: &WriteTransaction, member: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
-    let m = member.as_u128();
-    let idx = txn.open_table(MEMBER_TEAMS)?;
-    let teams = txn.open_table(TEAMS)?;
-    let mut out = Vec::new();
-    for row in idx.range((m, 0u128)..=(m, u128::MAX))? {
-        let tid = row?.0.value().1;
-        if let Some(v) = teams.get(tid)? {
-            let t: Team = decode(v.value())?;
-            out.push((t.id, t.name));
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
+    names_of(&txn.open_table(TEAMS)?, seconds(&txn.open_table(MEMBER_TEAMS)?, member.as_u128())?)
 }
 
 pub fn count(txn: &ReadTransaction) -> Result<u64, StoreError> {
