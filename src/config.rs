@@ -41,6 +41,27 @@ struct RawConfig {
     workspace: RawWorkspace,
     #[serde(default)]
     scim: RawScim,
+    #[serde(default)]
+    web: RawWeb,
+    #[serde(default)]
+    oauth: RawOAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    session_idle_minutes: Option<u64>,
+    session_max_hours: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    access_token_minutes: Option<u64>,
+    client_credentials_token_minutes: Option<u64>,
+    refresh_token_idle_days: Option<u64>,
+    refresh_reuse_grace_secs: Option<u64>,
+    code_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +155,27 @@ pub struct Config {
     /// Store passwords an IdP sends on create/update as the member's login
     /// password (Okta sends one on every create). Off: accepted, dropped.
     pub scim_accept_passwords: bool,
+    /// A session ends after this long without activity...
+    pub session_idle_ms: i64,
+    /// ...and in any case this long after sign-in.
+    pub session_max_ms: i64,
+    pub oauth: OAuthConfig,
+}
+
+/// Lifetimes of the OAuth authorization server's codes and tokens.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    pub access_token_ms: i64,
+    /// Entra ID requires 60 minutes to 6 hours.
+    pub client_credentials_token_ms: i64,
+    /// A refresh token unused for this long expires (Okta refreshes only
+    /// when it next runs a SCIM operation).
+    pub refresh_idle_ms: i64,
+    /// A rotated refresh token presented again within this window (a
+    /// client's concurrent double refresh) gets a new pair instead of
+    /// revoking the grant.
+    pub refresh_grace_ms: i64,
+    pub code_ms: i64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -329,6 +371,24 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         workspace_name,
         admin_email,
         scim_accept_passwords: raw.scim.accept_passwords.unwrap_or(false),
+        session_idle_ms: ms(bounded("web.session_idle_minutes", raw.web.session_idle_minutes, 480, 5, 43_200)?, 60_000),
+        session_max_ms: ms(bounded("web.session_max_hours", raw.web.session_max_hours, 168, 1, 8_760)?, 3_600_000),
+        oauth: OAuthConfig {
+            access_token_ms: ms(bounded("oauth.access_token_minutes", raw.oauth.access_token_minutes, 60, 5, 1_440)?, 60_000),
+            client_credentials_token_ms: ms(
+                bounded(
+                    "oauth.client_credentials_token_minutes",
+                    raw.oauth.client_credentials_token_minutes,
+                    60,
+                    60,
+                    360,
+                )?,
+                60_000,
+            ),
+            refresh_idle_ms: ms(bounded("oauth.refresh_token_idle_days", raw.oauth.refresh_token_idle_days, 180, 1, 3_650)?, 86_400_000),
+            refresh_grace_ms: ms(bounded("oauth.refresh_reuse_grace_secs", raw.oauth.refresh_reuse_grace_secs, 30, 0, 300)?, 1_000),
+            code_ms: ms(bounded("oauth.code_ttl_secs", raw.oauth.code_ttl_secs, 60, 10, 600)?, 1_000),
+        },
     })
 }
 
@@ -383,6 +443,10 @@ fn bounded(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) 
         return Err(invalid(key, format!("{v} is outside the allowed range {min}..={max}")));
     }
     Ok(v)
+}
+
+fn ms(v: u64, unit_ms: i64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX / unit_ms).saturating_mul(unit_ms)
 }
 
 fn secs(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {

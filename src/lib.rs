@@ -9,10 +9,12 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod password;
+pub mod ratelimit;
 pub mod scim;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod web;
 pub mod workspace;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -35,6 +37,13 @@ pub mod paths {
     pub const SET_PASSWORD: &str = "/password/set";
     /// Base of the SCIM 2.0 service provider.
     pub const SCIM: &str = "/scim/v2";
+    pub const LOGIN: &str = "/login";
+    pub const LOGOUT: &str = "/logout";
+    pub const STYLE: &str = "/assets/style.css";
+    pub const AUTHORIZE: &str = "/oauth/authorize";
+    pub const TOKEN: &str = "/oauth/token";
+    pub const REVOKE: &str = "/oauth/revoke";
+    pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
 }
 
 #[derive(Clone)]
@@ -43,6 +52,10 @@ pub struct App {
     pub store: Store,
     pub clock: SharedClock,
     pub rng: SharedRng,
+    /// Bounds concurrent argon2 hashes (each ~30 ms of CPU at 19 MiB).
+    pub hash_permits: Arc<tokio::sync::Semaphore>,
+    /// Login and token-endpoint throttles.
+    pub throttle: Arc<ratelimit::Throttle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +114,8 @@ impl App {
             store,
             clock,
             rng,
+            hash_permits: Arc::new(tokio::sync::Semaphore::new(2)),
+            throttle: Arc::new(ratelimit::Throttle::default()),
         })
     }
 

@@ -63,6 +63,7 @@ pub fn build(app: App) -> Router {
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::READYZ, get(readyz))
         .nest(paths::SCIM, crate::scim::router::routes(app.clone()))
+        .merge(crate::web::routes())
         .route_layer(middleware::from_fn(record_route))
         .fallback(not_found)
         .with_state(app.clone())

@@ -26,6 +26,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "teams: SCIM groups and membership",
         run: m0003_teams,
     },
+    Migration {
+        name: "OAuth: clients, codes, grants, tokens",
+        run: m0004_oauth,
+    },
 ];
 
 /// The schema version this build writes.
@@ -83,6 +87,16 @@ fn m0003_teams(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(MEMBER_TEAMS)?;
     txn.open_table(TEAM_ORDER)?;
     txn.open_table(TEAM_ORDER_BLOCKS)?;
+    Ok(())
+}
+
+fn m0004_oauth(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(OAUTH_CLIENTS)?;
+    txn.open_table(OAUTH_CODES)?;
+    txn.open_table(OAUTH_GRANTS)?;
+    txn.open_table(ACCESS_TOKENS)?;
+    txn.open_table(REFRESH_TOKENS)?;
+    txn.open_table(GRANT_TOKENS)?;
     Ok(())
 }
 

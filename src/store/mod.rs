@@ -9,6 +9,7 @@ pub mod connections;
 pub mod links;
 pub mod members;
 pub mod migrate;
+pub mod oauth;
 pub mod order;
 pub mod outbox;
 pub mod sessions;

@@ -22,6 +22,24 @@ pub fn get(txn: &ReadTransaction, hash: &TokenHash) -> Result<Option<Session>, S
     t.get(hash)?.map(|v| decode(v.value())).transpose()
 }
 
+pub fn get_w(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<Session>, StoreError> {
+    let t = txn.open_table(SESSIONS)?;
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
+}
+
+/// Deletes one session (sign-out).
+pub fn remove(txn: &WriteTransaction, hash: &TokenHash) -> Result<(), StoreError> {
+    let s: Option<Session> = {
+        let mut t = txn.open_table(SESSIONS)?;
+        let v = t.remove(hash)?;
+        v.map(|v| decode(v.value())).transpose()?
+    };
+    if let Some(s) = s {
+        txn.open_table(MEMBER_SESSIONS)?.remove((s.member_id.as_u128(), hash))?;
+    }
+    Ok(())
+}
+
 /// Ends every session of a member; returns how many.
 pub fn revoke_for_member(txn: &WriteTransaction, member: Uuid) -> Result<usize, StoreError> {
     let id = member.as_u128();

@@ -71,3 +71,19 @@ pub const TEAM_ORDER: TableDefinition<u64, u128> = TableDefinition::new("team_or
 pub const TEAM_ORDER_BLOCKS: TableDefinition<u64, u64> = TableDefinition::new("team_order_blocks_v1");
 /// Next team sequence number (in [`META`]).
 pub const META_TEAM_SEQ: &str = "team_seq";
+
+// ---- schema v4: OAuth authorization server ----
+
+/// client_id → encoded OAuth client.
+pub const OAUTH_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_clients_v1");
+/// Hash of an authorization code → encoded code (kept after use, to detect
+/// replay, until it expires).
+pub const OAUTH_CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("oauth_codes_v1");
+/// Grant id → encoded grant.
+pub const OAUTH_GRANTS: TableDefinition<u128, &[u8]> = TableDefinition::new("oauth_grants_v1");
+/// Hash of an access token → encoded access token.
+pub const ACCESS_TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("access_tokens_v1");
+/// Hash of a refresh token → encoded refresh token.
+pub const REFRESH_TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("refresh_tokens_v1");
+/// A grant's tokens (access and refresh), to revoke them together.
+pub const GRANT_TOKENS: TableDefinition<(u128, &[u8; 32]), ()> = TableDefinition::new("grant_tokens_v1");

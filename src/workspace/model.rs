@@ -130,6 +130,8 @@ pub enum Actor {
     Connection { id: Uuid, name: String },
     /// A workspace admin in the console.
     Admin { id: Uuid, email: String },
+    /// A member acting on their own account (sign-in, password).
+    Member { id: Uuid, email: String },
 }
 
 /// An identity-provider connection: what a SCIM bearer token or OAuth grant
@@ -214,7 +216,11 @@ pub struct Session {
     pub member_id: Uuid,
     pub created_ms: i64,
     pub last_seen_ms: i64,
+    /// Absolute end; the idle limit is checked against `last_seen_ms`.
     pub expires_ms: i64,
+    /// The CSRF token every form of this session carries.
+    #[serde(default)]
+    pub csrf: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -247,4 +253,89 @@ pub struct Team {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub version: u64,
+}
+
+/// How an OAuth client authenticates and which grants it may use.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Authorization code with a client secret (Okta).
+    Confidential,
+    /// Authorization code without a secret; PKCE S256 required.
+    Public,
+    /// Client credentials only (Entra ID gallery apps).
+    Service,
+}
+
+/// A client secret: only its hash is kept. A client holds at most two, so
+/// it can rotate without downtime.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientSecret {
+    pub hash: [u8; 32],
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub name: String,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<ClientSecret>,
+    /// The IdP connection this client's grants act as (what "managed"
+    /// points at), shared by all its grants.
+    pub connection_id: Uuid,
+    #[serde(default)]
+    pub allow_insecure_redirect: bool,
+    pub created_ms: i64,
+}
+
+/// An authorization code, stored under its hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub member_id: Uuid,
+    pub scope: String,
+    /// PKCE S256 challenge, when the client sent one.
+    #[serde(default)]
+    pub challenge: Option<String>,
+    pub expires_ms: i64,
+    /// The grant it was exchanged for; a second exchange revokes it.
+    #[serde(default)]
+    pub exchanged_for: Option<Uuid>,
+}
+
+/// An OAuth grant: what an admin authorised (or a service client obtained).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Grant {
+    pub id: Uuid,
+    pub client_id: String,
+    pub connection_id: Uuid,
+    /// The admin who confirmed; `None` for client credentials.
+    #[serde(default)]
+    pub authorized_by: Option<Uuid>,
+    pub scope: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub last_used_ms: Option<i64>,
+    #[serde(default)]
+    pub revoked_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessToken {
+    pub grant_id: Uuid,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub grant_id: Uuid,
+    pub expires_ms: i64,
+    /// When it was exchanged for a new pair; using it again after the grace
+    /// window revokes the grant.
+    #[serde(default)]
+    pub rotated_ms: Option<i64>,
 }

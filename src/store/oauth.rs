@@ -1,0 +1,122 @@
+//! OAuth clients, codes, grants and tokens. Tokens and codes are keyed by
+//! the SHA-256 of their value; a per-grant index revokes them together.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::codec::{decode, encode};
+use super::tables::*;
+use crate::secret::TokenHash;
+use crate::workspace::model::{AccessToken, AuthCode, Grant, OAuthClient, RefreshToken};
+
+pub fn put_client(txn: &WriteTransaction, c: &OAuthClient) -> Result<(), StoreError> {
+    txn.open_table(OAUTH_CLIENTS)?.insert(c.client_id.as_str(), encode(c)?.as_slice())?;
+    Ok(())
+}
+
+pub fn client(txn: &ReadTransaction, id: &str) -> Result<Option<OAuthClient>, StoreError> {
+    let t = txn.open_table(OAUTH_CLIENTS)?;
+    t.get(id)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn client_w(txn: &WriteTransaction, id: &str) -> Result<Option<OAuthClient>, StoreError> {
+    let t = txn.open_table(OAUTH_CLIENTS)?;
+    t.get(id)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn remove_client(txn: &WriteTransaction, id: &str) -> Result<bool, StoreError> {
+    Ok(txn.open_table(OAUTH_CLIENTS)?.remove(id)?.is_some())
+}
+
+pub fn clients(txn: &ReadTransaction) -> Result<Vec<OAuthClient>, StoreError> {
+    let t = txn.open_table(OAUTH_CLIENTS)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        out.push(decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+pub fn put_code(txn: &WriteTransaction, hash: &TokenHash, c: &AuthCode) -> Result<(), StoreError> {
+    txn.open_table(OAUTH_CODES)?.insert(hash, encode(c)?.as_slice())?;
+    Ok(())
+}
+
+pub fn code_w(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<AuthCode>, StoreError> {
+    let t = txn.open_table(OAUTH_CODES)?;
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn put_grant(txn: &WriteTransaction, g: &Grant) -> Result<(), StoreError> {
+    txn.open_table(OAUTH_GRANTS)?.insert(g.id.as_u128(), encode(g)?.as_slice())?;
+    Ok(())
+}
+
+pub fn grant(txn: &ReadTransaction, id: Uuid) -> Result<Option<Grant>, StoreError> {
+    let t = txn.open_table(OAUTH_GRANTS)?;
+    t.get(id.as_u128())?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn grant_w(txn: &WriteTransaction, id: Uuid) -> Result<Option<Grant>, StoreError> {
+    let t = txn.open_table(OAUTH_GRANTS)?;
+    t.get(id.as_u128())?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn grants(txn: &ReadTransaction) -> Result<Vec<Grant>, StoreError> {
+    let t = txn.open_table(OAUTH_GRANTS)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        out.push(decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+pub fn put_access(txn: &WriteTransaction, hash: &TokenHash, t: &AccessToken) -> Result<(), StoreError> {
+    txn.open_table(ACCESS_TOKENS)?.insert(hash, encode(t)?.as_slice())?;
+    txn.open_table(GRANT_TOKENS)?.insert((t.grant_id.as_u128(), hash), ())?;
+    Ok(())
+}
+
+pub fn access(txn: &ReadTransaction, hash: &TokenHash) -> Result<Option<AccessToken>, StoreError> {
+    let t = txn.open_table(ACCESS_TOKENS)?;
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn access_w(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<AccessToken>, StoreError> {
+    let t = txn.open_table(ACCESS_TOKENS)?;
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn put_refresh(txn: &WriteTransaction, hash: &TokenHash, t: &RefreshToken) -> Result<(), StoreError> {
+    txn.open_table(REFRESH_TOKENS)?.insert(hash, encode(t)?.as_slice())?;
+    txn.open_table(GRANT_TOKENS)?.insert((t.grant_id.as_u128(), hash), ())?;
+    Ok(())
+}
+
+pub fn refresh_w(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<RefreshToken>, StoreError> {
+    let t = txn.open_table(REFRESH_TOKENS)?;
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
+}
+
+/// Deletes every access and refresh token of a grant; returns how many.
+pub fn revoke_grant_tokens(txn: &WriteTransaction, grant: Uuid) -> Result<usize, StoreError> {
+    let g = grant.as_u128();
+    let hashes: Vec<TokenHash> = {
+        let idx = txn.open_table(GRANT_TOKENS)?;
+        let mut v = Vec::new();
+        for row in idx.range((g, &[0u8; 32])..=(g, &[0xffu8; 32]))? {
+            v.push(*row?.0.value().1);
+        }
+        v
+    };
+    let mut access = txn.open_table(ACCESS_TOKENS)?;
+    let mut refresh = txn.open_table(REFRESH_TOKENS)?;
+    let mut idx = txn.open_table(GRANT_TOKENS)?;
+    for h in &hashes {
+        access.remove(h)?;
+        refresh.remove(h)?;
+        idx.remove((g, h))?;
+    }
+    Ok(hashes.len())
+}

@@ -1,0 +1,114 @@
+//! Server-rendered pages: sign-in, one-time links, member home. Templates
+//! (askama, auto-escaping) and the stylesheet are compiled into the binary.
+//! Every page carries strict security headers; every form carries a CSRF
+//! token; nothing needs JavaScript.
+
+pub mod pages;
+pub mod session;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::{App, paths};
+
+const STYLE: &str = include_str!("../../assets/style.css");
+
+/// The default Content-Security-Policy of pages. Pages that post to another
+/// origin's redirect (consent) widen `form-action` for themselves.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route(paths::LOGIN, get(pages::login_form).post(pages::login))
+        .route(paths::LOGOUT, axum::routing::post(pages::logout))
+        .route(paths::LOGIN_LINK, get(pages::link_form).post(pages::link_use))
+        .route(paths::INVITE_ACCEPT, get(pages::invite_form).post(pages::invite_use))
+        .route(paths::SET_PASSWORD, get(pages::set_password_form).post(pages::set_password_use))
+        .route(paths::STYLE, get(style))
+        .layer(middleware::from_fn(security_headers))
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// Headers every page response gets unless the handler set its own.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let defaults: [(HeaderName, &str); 6] = [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+    ];
+    for (k, v) in defaults {
+        if !h.contains_key(&k) {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages carry CSRF tokens and personal data.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Renders a template, or a plain 500 page if rendering fails (it cannot
+/// fail on our own templates, but a panic is never the answer).
+pub fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub workspace: String,
+    pub title: String,
+    pub paragraphs: Vec<String>,
+    pub link: Option<(String, String)>,
+}
+
+/// A page that says what happened (errors included), with an optional link.
+pub fn message(app_workspace: &str, status: StatusCode, title: &str, paragraphs: &[&str], link: Option<(&str, &str)>) -> Response {
+    render(
+        status,
+        &MessagePage {
+            workspace: app_workspace.to_owned(),
+            title: title.to_owned(),
+            paragraphs: paragraphs.iter().map(|p| (*p).to_owned()).collect(),
+            link: link.map(|(a, b)| (a.to_owned(), b.to_owned())),
+        },
+    )
+}
+
+/// The workspace name for page headers.
+pub async fn workspace_name(app: &App) -> String {
+    crate::workspace::get(&app.store)
+        .await
+        .ok()
+        .flatten()
+        .map(|w| w.name)
+        .unwrap_or_else(|| "roster".to_owned())
+}
