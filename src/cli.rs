@@ -13,6 +13,7 @@ use hyper::body::Bytes;
 
 use crate::config::{Config, LogFormat};
 use crate::control::{self, AdminRequest};
+use crate::workspace::model::ClientKind;
 use crate::{App, paths, server, workspace};
 
 #[derive(Debug, Parser)]
@@ -29,10 +30,10 @@ struct Cli {
 #[derive(Debug, Args)]
 struct ConfigArgs {
     /// Configuration file (TOML). Without it the embedded default is used.
-    #[arg(long, short = 'c', env = "ROSTER_CONFIG")]
+    #[arg(long, short = 'c', env = "ROSTER_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Overrides `server.data_dir`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -85,6 +86,21 @@ enum Command {
         #[command(subcommand)]
         action: TeamAction,
     },
+    /// OAuth clients (identity providers that connect with "Authenticate with
+    /// roster", or with client credentials).
+    Client {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+    /// OAuth grants (what admins authorised): list, revoke.
+    Grant {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: GrantAction,
+    },
     /// Ask the local server whether it is ready (GET /readyz over TLS, pinned
     /// to the server's own certificate). Exit 0 when ready.
     Healthcheck {
@@ -127,6 +143,42 @@ enum TeamAction {
     AddMember { team: String, email: String },
     /// Remove a member (by email) from a team.
     RemoveMember { team: String, email: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientAction {
+    /// Register a client; prints client_id and secret (once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Exact redirect URI (repeat for several), e.g. Okta's
+        /// https://system-admin.okta.com/admin/app/cpc/APP/oauth/callback
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; must use PKCE S256).
+        #[arg(long, conflicts_with = "service")]
+        public: bool,
+        /// A service client: client_credentials only (Entra ID gallery).
+        #[arg(long)]
+        service: bool,
+        /// Allow plain-http redirect URIs on non-loopback hosts.
+        #[arg(long)]
+        allow_insecure_redirect: bool,
+    },
+    /// List clients.
+    List,
+    /// Remove a client and revoke its grants.
+    Remove { client_id: String },
+    /// Add a new secret (the previous one keeps working until the next rotation).
+    RotateSecret { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantAction {
+    /// List grants: client, who authorised, created, last used.
+    List,
+    /// Revoke a grant: its tokens stop working at once.
+    Revoke { grant_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +309,39 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 TeamAction::Delete { team } => AdminRequest::TeamDelete { team },
                 TeamAction::AddMember { team, email } => AdminRequest::TeamAddMember { team, email },
                 TeamAction::RemoveMember { team, email } => AdminRequest::TeamRemoveMember { team, email },
+            };
+            admin(&cfg, req)
+        }
+        Command::Client { cfg, action } => {
+            let req = match action {
+                ClientAction::Add {
+                    name,
+                    redirect_uris,
+                    public,
+                    service,
+                    allow_insecure_redirect,
+                } => AdminRequest::ClientAdd {
+                    name,
+                    redirect_uris,
+                    kind: if public {
+                        ClientKind::Public
+                    } else if service {
+                        ClientKind::Service
+                    } else {
+                        ClientKind::Confidential
+                    },
+                    allow_insecure_redirect,
+                },
+                ClientAction::List => AdminRequest::ClientList,
+                ClientAction::Remove { client_id } => AdminRequest::ClientRemove { client_id },
+                ClientAction::RotateSecret { client_id } => AdminRequest::ClientRotateSecret { client_id },
+            };
+            admin(&cfg, req)
+        }
+        Command::Grant { cfg, action } => {
+            let req = match action {
+                GrantAction::List => AdminRequest::GrantList,
+                GrantAction::Revoke { grant_id } => AdminRequest::GrantRevoke { grant_id },
             };
             admin(&cfg, req)
         }

@@ -371,10 +371,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         workspace_name,
         admin_email,
         scim_accept_passwords: raw.scim.accept_passwords.unwrap_or(false),
-        session_idle_ms: ms(bounded("web.session_idle_minutes", raw.web.session_idle_minutes, 480, 5, 43_200)?, 60_000),
-        session_max_ms: ms(bounded("web.session_max_hours", raw.web.session_max_hours, 168, 1, 8_760)?, 3_600_000),
+        session_idle_ms: ms(
+            bounded("web.session_idle_minutes", raw.web.session_idle_minutes, 480, 5, 43_200)?,
+            60_000,
+        ),
+        session_max_ms: ms(
+            bounded("web.session_max_hours", raw.web.session_max_hours, 168, 1, 8_760)?,
+            3_600_000,
+        ),
         oauth: OAuthConfig {
-            access_token_ms: ms(bounded("oauth.access_token_minutes", raw.oauth.access_token_minutes, 60, 5, 1_440)?, 60_000),
+            access_token_ms: ms(
+                bounded(
+                    "oauth.access_token_minutes",
+                    raw.oauth.access_token_minutes,
+                    60,
+                    5,
+                    1_440,
+                )?,
+                60_000,
+            ),
             client_credentials_token_ms: ms(
                 bounded(
                     "oauth.client_credentials_token_minutes",
@@ -385,9 +400,30 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 )?,
                 60_000,
             ),
-            refresh_idle_ms: ms(bounded("oauth.refresh_token_idle_days", raw.oauth.refresh_token_idle_days, 180, 1, 3_650)?, 86_400_000),
-            refresh_grace_ms: ms(bounded("oauth.refresh_reuse_grace_secs", raw.oauth.refresh_reuse_grace_secs, 30, 0, 300)?, 1_000),
-            code_ms: ms(bounded("oauth.code_ttl_secs", raw.oauth.code_ttl_secs, 60, 10, 600)?, 1_000),
+            refresh_idle_ms: ms(
+                bounded(
+                    "oauth.refresh_token_idle_days",
+                    raw.oauth.refresh_token_idle_days,
+                    180,
+                    1,
+                    3_650,
+                )?,
+                86_400_000,
+            ),
+            refresh_grace_ms: ms(
+                bounded(
+                    "oauth.refresh_reuse_grace_secs",
+                    raw.oauth.refresh_reuse_grace_secs,
+                    30,
+                    0,
+                    300,
+                )?,
+                1_000,
+            ),
+            code_ms: ms(
+                bounded("oauth.code_ttl_secs", raw.oauth.code_ttl_secs, 60, 10, 600)?,
+                1_000,
+            ),
         },
     })
 }

@@ -14,7 +14,8 @@ use crate::App;
 use crate::clock::rfc3339;
 use crate::workspace::connections;
 use crate::workspace::domains::{self, DomainChange};
-use crate::workspace::model::{Actor, Management, Team};
+use crate::workspace::model::{Actor, ClientKind, Management, Team};
+use crate::workspace::oauth;
 use crate::workspace::teams::{self, PersonOp};
 
 /// Largest request line accepted on the socket.
@@ -23,19 +24,60 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum AdminRequest {
-    TokenCreate { name: String },
-    TokenRevoke { connection: String },
+    TokenCreate {
+        name: String,
+    },
+    TokenRevoke {
+        connection: String,
+    },
     TokenList,
-    DomainAdd { name: String, verified: bool },
-    DomainVerify { name: String },
-    DomainRemove { name: String },
+    DomainAdd {
+        name: String,
+        verified: bool,
+    },
+    DomainVerify {
+        name: String,
+    },
+    DomainRemove {
+        name: String,
+    },
     DomainList,
     TeamList,
-    TeamCreate { name: String },
-    TeamRename { team: String, new_name: String },
-    TeamDelete { team: String },
-    TeamAddMember { team: String, email: String },
-    TeamRemoveMember { team: String, email: String },
+    TeamCreate {
+        name: String,
+    },
+    TeamRename {
+        team: String,
+        new_name: String,
+    },
+    TeamDelete {
+        team: String,
+    },
+    TeamAddMember {
+        team: String,
+        email: String,
+    },
+    TeamRemoveMember {
+        team: String,
+        email: String,
+    },
+    ClientAdd {
+        name: String,
+        redirect_uris: Vec<String>,
+        kind: ClientKind,
+        allow_insecure_redirect: bool,
+    },
+    ClientList,
+    ClientRemove {
+        client_id: String,
+    },
+    ClientRotateSecret {
+        client_id: String,
+    },
+    GrantList,
+    GrantRevoke {
+        grant_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,13 +178,22 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
             }
             let mut out = format!("{:<36}  {:>7}  {:<10}  {}\n", "ID", "MEMBERS", "MANAGED", "NAME");
             for t in all {
-                let managed = if t.management == Management::Unmanaged { "no" } else { "by IdP" };
-                out.push_str(&format!("{:<36}  {:>7}  {:<10}  {}\n", t.id, t.member_count, managed, t.name));
+                let managed = if t.management == Management::Unmanaged {
+                    "no"
+                } else {
+                    "by IdP"
+                };
+                out.push_str(&format!(
+                    "{:<36}  {:>7}  {:<10}  {}\n",
+                    t.id, t.member_count, managed, t.name
+                ));
             }
             Ok(out)
         }
         AdminRequest::TeamCreate { name } => {
-            let t = teams::person_create(app, actor, &name).await.map_err(|e| e.to_string())?;
+            let t = teams::person_create(app, actor, &name)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(format!("Created team {:?} (id {}).\n", t.name, t.id))
         }
         AdminRequest::TeamRename { team, new_name } => {
@@ -152,20 +203,132 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
             Ok(format!("Renamed to {:?}.{}\n", t.name, managed_note(&t)))
         }
         AdminRequest::TeamDelete { team } => {
-            let t = teams::person_delete(app, actor, &team).await.map_err(|e| e.to_string())?;
-            Ok(format!("Deleted team {:?}; its {} members stay in the workspace.\n", t.name, t.member_count))
+            let t = teams::person_delete(app, actor, &team)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Deleted team {:?}; its {} members stay in the workspace.\n",
+                t.name, t.member_count
+            ))
         }
         AdminRequest::TeamAddMember { team, email } => {
             let t = teams::person_edit(app, actor, &team, vec![PersonOp::Add(email.clone())])
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(format!("{email} is in team {:?} ({} members).{}\n", t.name, t.member_count, managed_note(&t)))
+            Ok(format!(
+                "{email} is in team {:?} ({} members).{}\n",
+                t.name,
+                t.member_count,
+                managed_note(&t)
+            ))
         }
         AdminRequest::TeamRemoveMember { team, email } => {
             let t = teams::person_edit(app, actor, &team, vec![PersonOp::Remove(email.clone())])
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(format!("{email} is not in team {:?} ({} members).{}\n", t.name, t.member_count, managed_note(&t)))
+            Ok(format!(
+                "{email} is not in team {:?} ({} members).{}\n",
+                t.name,
+                t.member_count,
+                managed_note(&t)
+            ))
+        }
+        AdminRequest::ClientAdd {
+            name,
+            redirect_uris,
+            kind,
+            allow_insecure_redirect,
+        } => {
+            let r = oauth::register(app, &name, redirect_uris, kind, allow_insecure_redirect, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            let base = &app.config.public_url;
+            let mut out = format!(
+                "Registered OAuth client {:?}.\nclient_id:          {}\n",
+                r.client.name, r.client.client_id
+            );
+            if let Some(s) = &r.secret {
+                out.push_str(&format!("client_secret:      {s}\n                    (shown once; store it in your identity provider now)\n"));
+            }
+            if r.client.kind != ClientKind::Service {
+                out.push_str(&format!("Authorize endpoint: {base}{}\n", crate::paths::AUTHORIZE));
+            }
+            out.push_str(&format!(
+                "Token endpoint:     {base}{}\nSCIM base URL:      {base}{}\nScope:              scim\n",
+                crate::paths::TOKEN,
+                crate::paths::SCIM
+            ));
+            Ok(out)
+        }
+        AdminRequest::ClientList => {
+            let all = oauth::list(app).await.map_err(|e| e.to_string())?;
+            if all.is_empty() {
+                return Ok(
+                    "No OAuth clients. Register one with: roster client add --name okta --redirect-uri URI\n".into(),
+                );
+            }
+            let mut out = String::new();
+            for c in all {
+                out.push_str(&format!(
+                    "{}  {:?}  {}  secrets: {}  created {}\n",
+                    c.client_id,
+                    c.name,
+                    match c.kind {
+                        ClientKind::Confidential => "confidential",
+                        ClientKind::Public => "public",
+                        ClientKind::Service => "service",
+                    },
+                    c.secrets.len(),
+                    rfc3339(c.created_ms)
+                ));
+                for u in &c.redirect_uris {
+                    out.push_str(&format!("    redirect {u}\n"));
+                }
+            }
+            Ok(out)
+        }
+        AdminRequest::ClientRemove { client_id } => {
+            let c = oauth::remove(app, &client_id, actor).await.map_err(|e| e.to_string())?;
+            Ok(format!("Removed client {:?}; its grants are revoked.\n", c.name))
+        }
+        AdminRequest::ClientRotateSecret { client_id } => {
+            let s = oauth::rotate_secret(app, &client_id, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "New client_secret (shown once): {s}\nThe previous secret keeps working until the next rotation; update your identity provider now.\n"
+            ))
+        }
+        AdminRequest::GrantList => {
+            let all = oauth::grants(app).await.map_err(|e| e.to_string())?;
+            if all.is_empty() {
+                return Ok("No OAuth grants.\n".into());
+            }
+            let mut out = format!(
+                "{:<36}  {:<20}  {:<28}  {:<24}  {:<24}  {}\n",
+                "GRANT", "CLIENT", "AUTHORISED BY", "CREATED", "LAST USED", "STATUS"
+            );
+            for g in all {
+                out.push_str(&format!(
+                    "{:<36}  {:<20}  {:<28}  {:<24}  {:<24}  {}\n",
+                    g.grant.id,
+                    g.client_name,
+                    g.authorized_by.unwrap_or_else(|| "(client credentials)".into()),
+                    rfc3339(g.grant.created_ms),
+                    g.grant.last_used_ms.map(rfc3339).unwrap_or_else(|| "never".into()),
+                    match g.grant.revoked_ms {
+                        Some(t) => format!("revoked {}", rfc3339(t)),
+                        None => "active".into(),
+                    }
+                ));
+            }
+            Ok(out)
+        }
+        AdminRequest::GrantRevoke { grant_id } => {
+            let g = oauth::revoke_grant(app, &grant_id, actor)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("Grant {} is revoked; its tokens stopped working.\n", g.id))
         }
         AdminRequest::DomainList => {
             let ws = crate::workspace::get(&app.store)

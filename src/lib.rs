@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 pub mod scim;

@@ -24,11 +24,20 @@ pub struct Limit {
 }
 
 /// Failed sign-ins per account: 5 per 5 minutes.
-pub const LOGIN_PER_ACCOUNT: Limit = Limit { max: 5, window_ms: 300_000 };
+pub const LOGIN_PER_ACCOUNT: Limit = Limit {
+    max: 5,
+    window_ms: 300_000,
+};
 /// Sign-in attempts per source address: 30 per 5 minutes.
-pub const LOGIN_PER_ADDRESS: Limit = Limit { max: 30, window_ms: 300_000 };
+pub const LOGIN_PER_ADDRESS: Limit = Limit {
+    max: 30,
+    window_ms: 300_000,
+};
 /// Token-endpoint requests per source address: 120 per minute.
-pub const TOKEN_PER_ADDRESS: Limit = Limit { max: 120, window_ms: 60_000 };
+pub const TOKEN_PER_ADDRESS: Limit = Limit {
+    max: 120,
+    window_ms: 60_000,
+};
 
 impl Throttle {
     /// Seconds to wait if `key` is over `limit` now, without counting.
@@ -36,7 +45,11 @@ impl Throttle {
         let w = self.windows.lock().ok()?;
         let (start, n) = *w.get(key)?;
         if now_ms - start < limit.window_ms && n >= limit.max {
-            Some(u64::try_from((start + limit.window_ms - now_ms + 999) / 1000).unwrap_or(1).max(1))
+            Some(
+                u64::try_from((start + limit.window_ms - now_ms + 999) / 1000)
+                    .unwrap_or(1)
+                    .max(1),
+            )
         } else {
             None
         }
@@ -73,7 +86,10 @@ mod tests {
     #[test]
     fn window_blocks_then_reopens() {
         let t = Throttle::default();
-        let l = Limit { max: 2, window_ms: 1000 };
+        let l = Limit {
+            max: 2,
+            window_ms: 1000,
+        };
         assert!(t.blocked("k", l, 0).is_none());
         t.hit("k", l, 0);
         t.hit("k", l, 10);

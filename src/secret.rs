@@ -21,6 +21,10 @@ pub enum TokenKind {
     AccessToken,
     RefreshToken,
     Session,
+    /// OAuth authorization code.
+    AuthCode,
+    /// OAuth client secret.
+    ClientSecret,
 }
 
 impl TokenKind {
@@ -31,6 +35,8 @@ impl TokenKind {
             TokenKind::AccessToken => "rst_at",
             TokenKind::RefreshToken => "rst_rt",
             TokenKind::Session => "rst_sess",
+            TokenKind::AuthCode => "rst_ac",
+            TokenKind::ClientSecret => "rst_cs",
         }
     }
 }

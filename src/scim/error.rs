@@ -95,7 +95,7 @@ impl From<RuleError> for ScimError {
         match e {
             RuleError::Uniqueness(_) => ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), detail),
             RuleError::LastAdmin(_) => ScimError::new(StatusCode::CONFLICT, None, detail),
-            RuleError::NotFound(_) => ScimError::not_found(detail),
+            RuleError::NotFound { .. } => ScimError::not_found(detail),
             RuleError::ManagedElsewhere(_) => ScimError::new(StatusCode::FORBIDDEN, None, detail),
             RuleError::VersionMismatch { .. } => ScimError::new(StatusCode::PRECONDITION_FAILED, None, detail),
             RuleError::Invalid(_) => ScimError::bad("invalidValue", detail),

@@ -43,7 +43,9 @@ fn wants_members(q: &Query) -> bool {
 /// Whether a filter refers to `members` (then candidates need them loaded).
 fn mentions_members(f: &Filter) -> bool {
     match f {
-        Filter::Present(p) | Filter::Compare(p, _, _) | Filter::ValuePath(p, _) => p.name.eq_ignore_ascii_case("members"),
+        Filter::Present(p) | Filter::Compare(p, _, _) | Filter::ValuePath(p, _) => {
+            p.name.eq_ignore_ascii_case("members")
+        }
         Filter::Not(inner) => mentions_members(inner),
         Filter::And(v) | Filter::Or(v) => v.iter().any(mentions_members),
     }
@@ -121,9 +123,15 @@ fn member_refs(v: &Value) -> Result<Vec<String>, ScimError> {
             Value::String(s) => Ok(s.clone()),
             Value::Object(o) => match schema::key_ci(o, "value").and_then(|k| o.get(&k)) {
                 Some(Value::String(s)) => Ok(s.clone()),
-                _ => Err(ScimError::bad("invalidValue", "each member needs a string \"value\" (the member's id)")),
+                _ => Err(ScimError::bad(
+                    "invalidValue",
+                    "each member needs a string \"value\" (the member's id)",
+                )),
             },
-            _ => Err(ScimError::bad("invalidValue", "members must be objects with a \"value\"")),
+            _ => Err(ScimError::bad(
+                "invalidValue",
+                "members must be objects with a \"value\"",
+            )),
         })
         .collect()
 }
@@ -139,13 +147,19 @@ fn opt_string(v: &Value, key: &str) -> Result<Option<String>, ScimError> {
 
 fn parse_body(body: &Value, own_id: Option<&Uuid>) -> Result<GroupBody, ScimError> {
     let Some(obj) = body.as_object() else {
-        return Err(ScimError::bad("invalidSyntax", "the request body must be a JSON object"));
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            "the request body must be a JSON object",
+        ));
     };
     let mut name = None;
     let mut external_id = None;
     let mut members = Vec::new();
     for (k, v) in obj {
-        let key = k.rsplit_once(':').filter(|(urn, _)| urn.eq_ignore_ascii_case(GROUP_URN)).map_or(k.as_str(), |(_, a)| a);
+        let key = k
+            .rsplit_once(':')
+            .filter(|(urn, _)| urn.eq_ignore_ascii_case(GROUP_URN))
+            .map_or(k.as_str(), |(_, a)| a);
         match key.to_ascii_lowercase().as_str() {
             "displayname" => name = opt_string(v, "displayName")?,
             "externalid" => external_id = opt_string(v, "externalId")?,
@@ -214,24 +228,39 @@ fn filtered_members(txn: &WriteTransaction, team: Uuid, f: &Filter) -> Result<Ve
 /// Translates PATCH operations (Okta, Entra and RFC dialects) into team
 /// operations. Runs inside the write transaction because a filtered member
 /// path may need the current members.
-fn translate(txn: &WriteTransaction, team: &Team, ops: &[PatchOperation]) -> Result<Result<Vec<TeamOp>, ScimError>, StoreError> {
+fn translate(
+    txn: &WriteTransaction,
+    team: &Team,
+    ops: &[PatchOperation],
+) -> Result<Result<Vec<TeamOp>, ScimError>, StoreError> {
     let mut out = Vec::new();
     for (n, op) in ops.iter().enumerate() {
         let at = |msg: String| format!("operation {}: {msg}", n + 1);
         match &op.path {
             None => {
                 let Some(Value::Object(obj)) = &op.value else {
-                    return Ok(Err(ScimError::bad("invalidValue", at("a path-less operation needs an object value".into()))));
+                    return Ok(Err(ScimError::bad(
+                        "invalidValue",
+                        at("a path-less operation needs an object value".into()),
+                    )));
                 };
                 if op.op == Op::Remove {
                     return Ok(Err(ScimError::bad("noTarget", at("remove needs a path".into()))));
                 }
                 for (k, v) in obj {
-                    let key = k.rsplit_once(':').filter(|(urn, _)| urn.eq_ignore_ascii_case(GROUP_URN)).map_or(k.as_str(), |(_, a)| a);
+                    let key = k
+                        .rsplit_once(':')
+                        .filter(|(urn, _)| urn.eq_ignore_ascii_case(GROUP_URN))
+                        .map_or(k.as_str(), |(_, a)| a);
                     match key.to_ascii_lowercase().as_str() {
                         "displayname" => match opt_string(v, "displayName") {
                             Ok(Some(name)) => out.push(TeamOp::Rename(name)),
-                            Ok(None) => return Ok(Err(ScimError::bad("invalidValue", at("displayName is required".into())))),
+                            Ok(None) => {
+                                return Ok(Err(ScimError::bad(
+                                    "invalidValue",
+                                    at("displayName is required".into()),
+                                )));
+                            }
                             Err(e) => return Ok(Err(e)),
                         },
                         "externalid" => match opt_string(v, "externalId") {
@@ -250,20 +279,39 @@ fn translate(txn: &WriteTransaction, team: &Team, ops: &[PatchOperation]) -> Res
                             }
                         }
                         "schemas" | "meta" => {}
-                        _ => return Ok(Err(ScimError::bad("invalidPath", at(format!("{k:?} is not an attribute of Group"))))),
+                        _ => {
+                            return Ok(Err(ScimError::bad(
+                                "invalidPath",
+                                at(format!("{k:?} is not an attribute of Group")),
+                            )));
+                        }
                     }
                 }
             }
             Some(path) => {
-                let urn_ok = path.attr.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(GROUP_URN));
+                let urn_ok = path
+                    .attr
+                    .urn
+                    .as_deref()
+                    .is_none_or(|u| u.eq_ignore_ascii_case(GROUP_URN));
                 let name = path.attr.name.to_ascii_lowercase();
                 let plain = path.filter.is_none() && path.attr.sub.is_none() && path.sub_after_filter.is_none();
                 match (urn_ok, name.as_str()) {
                     (true, "displayname") if plain => match (op.op, op.value.as_ref()) {
-                        (Op::Remove, _) => return Ok(Err(ScimError::bad("invalidValue", at("displayName is required and cannot be removed".into())))),
+                        (Op::Remove, _) => {
+                            return Ok(Err(ScimError::bad(
+                                "invalidValue",
+                                at("displayName is required and cannot be removed".into()),
+                            )));
+                        }
                         (_, Some(v)) => match opt_string(v, "displayName") {
                             Ok(Some(name)) => out.push(TeamOp::Rename(name)),
-                            Ok(None) => return Ok(Err(ScimError::bad("invalidValue", at("displayName is required".into())))),
+                            Ok(None) => {
+                                return Ok(Err(ScimError::bad(
+                                    "invalidValue",
+                                    at("displayName is required".into()),
+                                )));
+                            }
                             Err(e) => return Ok(Err(e)),
                         },
                         (_, None) => return Ok(Err(ScimError::bad("invalidValue", at("a value is required".into())))),
@@ -294,7 +342,9 @@ fn translate(txn: &WriteTransaction, team: &Team, ops: &[PatchOperation]) -> Res
                                 },
                                 _ => out.push(TeamOp::RemoveAllMembers),
                             },
-                            (Some(f), Op::Remove) => out.push(TeamOp::RemoveMembers(filtered_members(txn, team.id, f)?)),
+                            (Some(f), Op::Remove) => {
+                                out.push(TeamOp::RemoveMembers(filtered_members(txn, team.id, f)?))
+                            }
                             // Member elements have nothing writable but
                             // their value; a filtered add/replace adds the
                             // given members.
@@ -307,7 +357,9 @@ fn translate(txn: &WriteTransaction, team: &Team, ops: &[PatchOperation]) -> Res
                     _ => {
                         return Ok(Err(ScimError::bad(
                             "invalidPath",
-                            at(format!("{path} is not a writable attribute of Group (displayName, externalId, members)")),
+                            at(format!(
+                                "{path} is not a writable attribute of Group (displayName, externalId, members)"
+                            )),
                         )));
                     }
                 }
@@ -318,11 +370,19 @@ fn translate(txn: &WriteTransaction, team: &Team, ops: &[PatchOperation]) -> Res
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ScimError> {
-    Uuid::parse_str(id).map_err(|_| ScimError::not_found(format!("no Group with id {:?}", id.chars().take(64).collect::<String>())))
+    Uuid::parse_str(id).map_err(|_| {
+        ScimError::not_found(format!(
+            "no Group with id {:?}",
+            id.chars().take(64).collect::<String>()
+        ))
+    })
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Reads the team back (with members if the response shows them) and
@@ -331,9 +391,17 @@ async fn respond(app: &App, q: &Query, team: Team, status: StatusCode) -> Result
     let public_url = app.config.public_url.clone();
     let with_members = wants_members(q);
     let t = team.clone();
-    let v = app.store.read(move |txn| read_team(txn, &t, &public_url, with_members)).await?;
+    let v = app
+        .store
+        .read(move |txn| read_team(txn, &t, &public_url, with_members))
+        .await?;
     let location = group_location(&app.config.public_url, &team.id);
-    Ok(resource_response(status, q.project(&v, &GROUP), Some(team.version), Some(&location)))
+    Ok(resource_response(
+        status,
+        q.project(&v, &GROUP),
+        Some(team.version),
+        Some(&location),
+    ))
 }
 
 pub async fn create(
@@ -352,9 +420,17 @@ pub async fn create(
     let r = app
         .store
         .write(move |txn| {
-            Ok(rules::create(txn, &editor, &body.name, body.external_id.clone(), body.members.clone(), new_id, now)?
-                .map(|(t, _)| t)
-                .map_err(Refused::Rule))
+            Ok(rules::create(
+                txn,
+                &editor,
+                &body.name,
+                body.external_id.clone(),
+                body.members.clone(),
+                new_id,
+                now,
+            )?
+            .map(|(t, _)| t)
+            .map_err(Refused::Rule))
         })
         .await;
     let team = finish(&app, &ctx, "create Group", &target, r).await?;
@@ -478,7 +554,10 @@ pub async fn list(
     let q2 = q.clone();
     let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
     let resources = page.iter().map(|r| q.project(r, &GROUP)).collect();
-    Ok(json_response(StatusCode::OK, &list_response(total, q.offset, resources)))
+    Ok(json_response(
+        StatusCode::OK,
+        &list_response(total, q.offset, resources),
+    ))
 }
 
 fn select(txn: &ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Vec<Value>), StoreError> {
@@ -487,7 +566,10 @@ fn select(txn: &ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Ve
     if q.filter.is_none() && q.sort_by.is_none() {
         let total = store::teams::count(txn)?;
         let page = store::teams::page(txn, q.offset, q.count)?;
-        let rendered = page.iter().map(|t| read_team(txn, t, public_url, with_members)).collect::<Result<_, _>>()?;
+        let rendered = page
+            .iter()
+            .map(|t| read_team(txn, t, public_url, with_members))
+            .collect::<Result<_, _>>()?;
         return Ok((total, rendered));
     }
     // Members are rendered for every candidate only when the filter needs
@@ -509,7 +591,10 @@ fn select(txn: &ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Ve
         Some(hint) => {
             let ids: Vec<Uuid> = match hint.attr {
                 IndexAttr::Id => Uuid::parse_str(&hint.value).into_iter().collect(),
-                IndexAttr::DisplayName => store::teams::by_name(txn, &hint.value)?.map(|t| t.id).into_iter().collect(),
+                IndexAttr::DisplayName => store::teams::by_name(txn, &hint.value)?
+                    .map(|t| t.id)
+                    .into_iter()
+                    .collect(),
                 IndexAttr::ExternalId => store::teams::ids_by_external_id(txn, &hint.value)?,
                 IndexAttr::UserName | IndexAttr::EmailValue => Vec::new(),
             };

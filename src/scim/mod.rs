@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod error;
 pub mod filter;
+pub mod groups;
 pub mod list;
 pub mod model;
 pub mod patch;
@@ -13,4 +14,3 @@ pub mod project;
 pub mod router;
 pub mod schema;
 pub mod users;
-pub mod groups;

@@ -189,8 +189,12 @@ pub fn ingest_body(body: &Value, own_id: Option<&str>) -> Result<Ingested, ScimE
         path: None,
         value: Some(Value::Object(known)),
     };
-    patch::apply(&mut resource, std::slice::from_ref(&op), &USER)
-        .map_err(|e| ScimError::bad(e.scim_type(), e.message().to_owned()))?;
+    // The body went through the PATCH engine as one operation; its errors
+    // speak of "operation 1", which means nothing to a POST/PUT client.
+    patch::apply(&mut resource, std::slice::from_ref(&op), &USER).map_err(|e| {
+        let m = e.message();
+        ScimError::bad(e.scim_type(), m.strip_prefix("operation 1: ").unwrap_or(m).to_owned())
+    })?;
     if let Some(o) = resource.as_object_mut() {
         for (k, v) in unknown {
             if !v.is_null() && v != json!("") {

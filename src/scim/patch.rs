@@ -689,6 +689,7 @@ fn coerce(v: &Value, def: &AttrDef, keep_nulls: bool) -> Result<Value, PatchErro
                     Some(Value::Object(o)) => o,
                     _ => return Err(type_err(v, def, "an object")),
                 },
+                _ if def.multi_valued => return Err(type_err(v, def, "an array of objects")),
                 _ => return Err(type_err(v, def, "an object")),
             };
             let mut out = Map::new();

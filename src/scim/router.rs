@@ -27,7 +27,10 @@ pub fn routes(app: App) -> Router<App> {
         .route("/Groups", get(groups::list).post(groups::create))
         .route(
             "/Groups/{id}",
-            get(groups::get).put(groups::replace).patch(groups::modify).delete(groups::delete),
+            get(groups::get)
+                .put(groups::replace)
+                .patch(groups::modify)
+                .delete(groups::delete),
         )
         .route("/ServiceProviderConfig", get(discovery::service_provider_config))
         .route("/ResourceTypes", get(discovery::list_resource_types))
@@ -37,7 +40,9 @@ pub fn routes(app: App) -> Router<App> {
         .route("/Me", any(discovery::not_implemented))
         .route("/Bulk", any(discovery::not_implemented))
         .fallback(unknown)
-        .route_layer(middleware::from_fn_with_state(app, require_bearer))
+        // A layer (not route_layer) so unknown paths ask for a token too:
+        // anonymous callers learn nothing about which routes exist.
+        .layer(middleware::from_fn_with_state(app, require_bearer))
 }
 
 async fn unknown() -> ScimError {

@@ -126,7 +126,7 @@ async fn maybe_hash(app: &App, password: Option<String>) -> Result<Option<String
 pub(crate) async fn record_sync_error(app: &App, ctx: &ScimCtx, operation: &str, target: &str, e: &RuleError) {
     if matches!(
         e,
-        RuleError::NotFound(_) | RuleError::VersionMismatch { .. } | RuleError::Invalid(_)
+        RuleError::NotFound { .. } | RuleError::VersionMismatch { .. } | RuleError::Invalid(_)
     ) {
         return;
     }
@@ -176,7 +176,12 @@ async fn respond(app: &App, q: &Query, m: &Member, status: StatusCode) -> Result
     let teams = app.store.read(move |txn| store::teams::teams_of(txn, id)).await?;
     let full = render_user(m, &app.config.public_url, &teams);
     let location = user_location(&app.config.public_url, &m.id);
-    Ok(resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location)))
+    Ok(resource_response(
+        status,
+        q.project(&full, &USER),
+        Some(m.version),
+        Some(&location),
+    ))
 }
 
 fn render_in(txn: &redb::ReadTransaction, m: &Member, public_url: &str) -> Result<Value, StoreError> {
@@ -348,7 +353,10 @@ fn select(txn: &redb::ReadTransaction, q: &Query, public_url: &str) -> Result<(u
     if q.filter.is_none() && q.sort_by.is_none() {
         let total = store::members::listed_count(txn)?;
         let page = store::members::page(txn, q.offset, q.count)?;
-        let rendered = page.iter().map(|m| render_in(txn, m, public_url)).collect::<Result<_, _>>()?;
+        let rendered = page
+            .iter()
+            .map(|m| render_in(txn, m, public_url))
+            .collect::<Result<_, _>>()?;
         return Ok((total, rendered));
     }
     let window = |i: u64| i >= q.offset && i < q.offset + q.count as u64;

@@ -64,6 +64,7 @@ pub fn build(app: App) -> Router {
         .route(paths::READYZ, get(readyz))
         .nest(paths::SCIM, crate::scim::router::routes(app.clone()))
         .merge(crate::web::routes())
+        .merge(crate::oauth::routes())
         .route_layer(middleware::from_fn(record_route))
         .fallback(not_found)
         .with_state(app.clone())

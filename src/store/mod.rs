@@ -14,8 +14,8 @@ pub mod order;
 pub mod outbox;
 pub mod sessions;
 pub mod sync_errors;
-pub mod teams;
 pub mod tables;
+pub mod teams;
 pub mod workspace;
 
 use std::path::{Path, PathBuf};

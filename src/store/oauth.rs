@@ -11,7 +11,8 @@ use crate::secret::TokenHash;
 use crate::workspace::model::{AccessToken, AuthCode, Grant, OAuthClient, RefreshToken};
 
 pub fn put_client(txn: &WriteTransaction, c: &OAuthClient) -> Result<(), StoreError> {
-    txn.open_table(OAUTH_CLIENTS)?.insert(c.client_id.as_str(), encode(c)?.as_slice())?;
+    txn.open_table(OAUTH_CLIENTS)?
+        .insert(c.client_id.as_str(), encode(c)?.as_slice())?;
     Ok(())
 }
 
@@ -49,7 +50,8 @@ pub fn code_w(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<AuthCod
 }
 
 pub fn put_grant(txn: &WriteTransaction, g: &Grant) -> Result<(), StoreError> {
-    txn.open_table(OAUTH_GRANTS)?.insert(g.id.as_u128(), encode(g)?.as_slice())?;
+    txn.open_table(OAUTH_GRANTS)?
+        .insert(g.id.as_u128(), encode(g)?.as_slice())?;
     Ok(())
 }
 

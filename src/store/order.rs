@@ -17,7 +17,13 @@ pub struct OrderIndex {
 impl OrderIndex {
     /// Moves an entry from `listed_at` to `want` (either may be `None`).
     /// `listed_at` is checked against the table, not trusted.
-    pub fn set(&self, txn: &WriteTransaction, id: u128, listed_at: Option<u64>, want: Option<u64>) -> Result<(), StoreError> {
+    pub fn set(
+        &self,
+        txn: &WriteTransaction,
+        id: u128,
+        listed_at: Option<u64>,
+        want: Option<u64>,
+    ) -> Result<(), StoreError> {
         let mut order = txn.open_table(self.order)?;
         let mut blocks = txn.open_table(self.blocks)?;
         let listed_at = match listed_at {
@@ -72,7 +78,10 @@ impl OrderIndex {
         };
         let order = txn.open_table(self.order)?;
         let mut out = Vec::with_capacity(limit.min(1000));
-        for row in order.range(start_seq..)?.skip(usize::try_from(skip).unwrap_or(usize::MAX)) {
+        for row in order
+            .range(start_seq..)?
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+        {
             let (_, id) = row?;
             out.push(id.value());
             if out.len() == limit {
@@ -83,7 +92,11 @@ impl OrderIndex {
     }
 
     /// Every id in order, until `f` returns false.
-    pub fn scan(&self, txn: &ReadTransaction, mut f: impl FnMut(u128) -> Result<bool, StoreError>) -> Result<(), StoreError> {
+    pub fn scan(
+        &self,
+        txn: &ReadTransaction,
+        mut f: impl FnMut(u128) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let order = txn.open_table(self.order)?;
         for row in order.iter()? {
             let (_, id) = row?;

@@ -83,7 +83,10 @@ pub fn get_w(txn: &WriteTransaction, id: Uuid) -> Result<Option<Team>, StoreErro
 }
 
 pub fn id_by_name_w(txn: &WriteTransaction, name: &str) -> Result<Option<Uuid>, StoreError> {
-    Ok(txn.open_table(TEAM_BY_NAME)?.get(name)?.map(|v| Uuid::from_u128(v.value())))
+    Ok(txn
+        .open_table(TEAM_BY_NAME)?
+        .get(name)?
+        .map(|v| Uuid::from_u128(v.value())))
 }
 
 pub fn by_name(txn: &ReadTransaction, name: &str) -> Result<Option<Team>, StoreError> {
@@ -119,7 +122,10 @@ pub fn remove_member_row(txn: &WriteTransaction, team: Uuid, member: Uuid) -> Re
 }
 
 pub fn is_member_w(txn: &WriteTransaction, team: Uuid, member: Uuid) -> Result<bool, StoreError> {
-    Ok(txn.open_table(TEAM_MEMBERS)?.get((team.as_u128(), member.as_u128()))?.is_some())
+    Ok(txn
+        .open_table(TEAM_MEMBERS)?
+        .get((team.as_u128(), member.as_u128()))?
+        .is_some())
 }
 
 /// Second halves of `(first, second)` keys whose first half is `first`.
@@ -131,7 +137,10 @@ fn seconds(table: &impl ReadableTable<(u128, u128), ()>, first: u128) -> Result<
     Ok(out)
 }
 
-fn names_of(teams: &impl ReadableTable<u128, &'static [u8]>, ids: Vec<u128>) -> Result<Vec<(Uuid, String)>, StoreError> {
+fn names_of(
+    teams: &impl ReadableTable<u128, &'static [u8]>,
+    ids: Vec<u128>,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
     let mut out = Vec::new();
     for tid in ids {
         if let Some(v) = teams.get(tid)? {
@@ -144,16 +153,25 @@ fn names_of(teams: &impl ReadableTable<u128, &'static [u8]>, ids: Vec<u128>) -> 
 }
 
 pub fn member_ids_w(txn: &WriteTransaction, team: Uuid) -> Result<Vec<Uuid>, StoreError> {
-    Ok(seconds(&txn.open_table(TEAM_MEMBERS)?, team.as_u128())?.into_iter().map(Uuid::from_u128).collect())
+    Ok(seconds(&txn.open_table(TEAM_MEMBERS)?, team.as_u128())?
+        .into_iter()
+        .map(Uuid::from_u128)
+        .collect())
 }
 
 pub fn member_ids(txn: &ReadTransaction, team: Uuid) -> Result<Vec<Uuid>, StoreError> {
-    Ok(seconds(&txn.open_table(TEAM_MEMBERS)?, team.as_u128())?.into_iter().map(Uuid::from_u128).collect())
+    Ok(seconds(&txn.open_table(TEAM_MEMBERS)?, team.as_u128())?
+        .into_iter()
+        .map(Uuid::from_u128)
+        .collect())
 }
 
 /// The teams a member belongs to, as (id, name), by name.
 pub fn teams_of(txn: &ReadTransaction, member: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
-    names_of(&txn.open_table(TEAMS)?, seconds(&txn.open_table(MEMBER_TEAMS)?, member.as_u128())?)
+    names_of(
+        &txn.open_table(TEAMS)?,
+        seconds(&txn.open_table(MEMBER_TEAMS)?, member.as_u128())?,
+    )
 }
 
 pub fn count(txn: &ReadTransaction) -> Result<u64, StoreError> {

@@ -29,7 +29,10 @@ pub fn routes() -> Router<App> {
         .route(paths::LOGOUT, axum::routing::post(pages::logout))
         .route(paths::LOGIN_LINK, get(pages::link_form).post(pages::link_use))
         .route(paths::INVITE_ACCEPT, get(pages::invite_form).post(pages::invite_use))
-        .route(paths::SET_PASSWORD, get(pages::set_password_form).post(pages::set_password_use))
+        .route(
+            paths::SET_PASSWORD,
+            get(pages::set_password_form).post(pages::set_password_use),
+        )
         .route(paths::STYLE, get(style))
         .layer(middleware::from_fn(security_headers))
 }
@@ -91,7 +94,13 @@ pub struct MessagePage {
 }
 
 /// A page that says what happened (errors included), with an optional link.
-pub fn message(app_workspace: &str, status: StatusCode, title: &str, paragraphs: &[&str], link: Option<(&str, &str)>) -> Response {
+pub fn message(
+    app_workspace: &str,
+    status: StatusCode,
+    title: &str,
+    paragraphs: &[&str],
+    link: Option<(&str, &str)>,
+) -> Response {
     render(
         status,
         &MessagePage {

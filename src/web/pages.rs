@@ -144,7 +144,13 @@ pub async fn login(
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed in the store");
-            return message(&ws, StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable", &["Try again in a moment."], None);
+            return message(
+                &ws,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable",
+                &["Try again in a moment."],
+                None,
+            );
         }
     };
     let started = match &member {
@@ -182,7 +188,13 @@ pub async fn logout(State(app): State<App>, signed: Option<SignedIn>, Form(f): F
     if let Some(SignedIn(live)) = signed {
         if !session::equal(&live.session.csrf, &f.csrf) {
             let ws = workspace_name(&app).await;
-            return message(&ws, StatusCode::FORBIDDEN, "This form has expired", &["Reload the page and try again."], Some(("/", "Home")));
+            return message(
+                &ws,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                &["Reload the page and try again."],
+                Some(("/", "Home")),
+            );
         }
         if let Err(e) = sessions::end(&app, &live).await {
             tracing::error!(error = %e, "sign-out failed");
@@ -263,7 +275,10 @@ async fn link_page(app: &App, kind: &LinkKind, token: &str, csrf: &PreCsrf, erro
             format!("Join {ws}"),
             format!("You were invited as {}. Choose a password to accept.", member.email),
         ),
-        LinkPurpose::SetPassword => ("Choose your password".to_owned(), format!("For {} in {ws}.", member.email)),
+        LinkPurpose::SetPassword => (
+            "Choose your password".to_owned(),
+            format!("For {} in {ws}.", member.email),
+        ),
     };
     let page = LinkPage {
         workspace: ws,
@@ -276,10 +291,15 @@ async fn link_page(app: &App, kind: &LinkKind, token: &str, csrf: &PreCsrf, erro
         button: kind.button,
         error,
     };
-    let status = if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if page.error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let mut resp = with_cookie(render(status, &page), csrf.set_cookie());
     // The token is in this page's URL: never leak it in a Referer.
-    resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp.headers_mut()
+        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
 }
 
@@ -299,7 +319,13 @@ async fn link_use_with(app: &App, kind: &LinkKind, csrf: &PreCsrf, f: &LinkForm)
     let ws = workspace_name(app).await;
     if !csrf.accepts(&f.csrf) {
         return with_cookie(
-            message(&ws, StatusCode::FORBIDDEN, "This form has expired", &["Open the link from your mail again."], None),
+            message(
+                &ws,
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                &["Open the link from your mail again."],
+                None,
+            ),
             csrf.set_cookie(),
         );
     }
@@ -326,7 +352,13 @@ async fn link_use_with(app: &App, kind: &LinkKind, csrf: &PreCsrf, f: &LinkForm)
         Ok(Err(_)) => invalid_link(&ws),
         Err(e) => {
             tracing::error!(error = %e, "using a link failed");
-            message(&ws, StatusCode::SERVICE_UNAVAILABLE, "Something went wrong", &["Try again in a moment."], None)
+            message(
+                &ws,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                &["Try again in a moment."],
+                None,
+            )
         }
     }
 }
@@ -385,7 +417,8 @@ pub async fn home(State(app): State<App>, signed: Option<SignedIn>) -> Response 
         match r {
             Ok((t, c)) => (
                 t.into_iter().map(|(_, n)| n).collect(),
-                c.map(|n| format!("{n} (identity provider)")).unwrap_or_else(|| "roster".into()),
+                c.map(|n| format!("{n} (identity provider)"))
+                    .unwrap_or_else(|| "roster".into()),
             ),
             Err(e) => {
                 tracing::error!(error = %e, "home page read failed");

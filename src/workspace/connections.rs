@@ -134,9 +134,13 @@ pub async fn revoke(app: &App, id_or_name: &str, actor: Actor) -> Result<Connect
         .await?
 }
 
-/// The bearer check: a well-formed, known, unexpired token of a live
-/// connection. Malformed tokens are rejected before any lookup.
+/// The bearer check: a static SCIM token or an OAuth access token (scope
+/// scim), well-formed, known, unexpired, of a live grant and connection.
+/// Malformed tokens are rejected before any lookup.
 pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, StoreError> {
+    if well_formed(bearer, TokenKind::AccessToken) {
+        return authenticate_access_token(app, bearer).await;
+    }
     if !well_formed(bearer, TokenKind::Scim) {
         return Ok(None);
     }
@@ -159,4 +163,59 @@ pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, St
             Ok(Some(ScimCtx::new(c)))
         })
         .await
+}
+
+async fn authenticate_access_token(app: &App, bearer: &str) -> Result<Option<ScimCtx>, StoreError> {
+    let hash = hash_token(bearer);
+    let now = app.clock.now_ms();
+    let found = app
+        .store
+        .read(move |txn| {
+            let Some(t) = store::oauth::access(txn, &hash)? else {
+                return Ok(None);
+            };
+            if t.expires_ms <= now {
+                return Ok(None);
+            }
+            let Some(g) = store::oauth::grant(txn, t.grant_id)? else {
+                return Ok(None);
+            };
+            if g.revoked_ms.is_some() || !g.scope.split(' ').any(|s| s == "scim") {
+                return Ok(None);
+            }
+            let Some(c) = store::connections::get(txn, g.connection_id)? else {
+                return Ok(None);
+            };
+            if c.revoked_ms.is_some() {
+                return Ok(None);
+            }
+            Ok(Some((g, c)))
+        })
+        .await?;
+    let Some((grant, connection)) = found else {
+        return Ok(None);
+    };
+    // "Last used" for the console, recorded at most once a minute so SCIM
+    // traffic does not turn into a write per request.
+    if grant.last_used_ms.is_none_or(|t| now - t >= 60_000) {
+        let store = app.store.clone();
+        let id = grant.id;
+        tokio::spawn(async move {
+            let r = store
+                .write(move |txn| {
+                    if let Some(mut g) = store::oauth::grant_w(txn, id)?
+                        && g.revoked_ms.is_none()
+                    {
+                        g.last_used_ms = Some(now);
+                        store::oauth::put_grant(txn, &g)?;
+                    }
+                    Ok(Ok::<(), ()>(()))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "could not record grant use");
+            }
+        });
+    }
+    Ok(Some(ScimCtx::new(connection)))
 }

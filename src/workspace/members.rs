@@ -25,8 +25,8 @@ pub enum RuleError {
     Uniqueness(String),
     #[error("{0}")]
     LastAdmin(String),
-    #[error("no member with id {0}")]
-    NotFound(Uuid),
+    #[error("no {kind} with id {id}")]
+    NotFound { kind: &'static str, id: Uuid },
     #[error("{0}")]
     ManagedElsewhere(String),
     #[error("the member was changed since version {expected}; fetch it again")]
@@ -272,10 +272,10 @@ fn clashing_external_id(txn: &WriteTransaction, ctx: &ScimCtx, m: &Member) -> Re
 /// it or unmanaged (which the write then links). Checks `If-Match`.
 pub fn load_for_write(txn: &WriteTransaction, ctx: &ScimCtx, id: Uuid, if_match: Option<&str>) -> Rule<Member> {
     let Some(m) = store::members::get_w(txn, id)? else {
-        return Ok(Err(RuleError::NotFound(id)));
+        return Ok(Err(RuleError::NotFound { kind: "User", id }));
     };
     if m.status == Status::Removed {
-        return Ok(Err(RuleError::NotFound(id)));
+        return Ok(Err(RuleError::NotFound { kind: "User", id }));
     }
     if let Management::Managed(c) = m.management
         && c != ctx.connection.id

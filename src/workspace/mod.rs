@@ -7,6 +7,7 @@ pub mod domains;
 pub mod mail;
 pub mod members;
 pub mod model;
+pub mod oauth;
 pub mod sessions;
 pub mod teams;
 

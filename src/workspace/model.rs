@@ -298,6 +298,10 @@ pub struct AuthCode {
     pub redirect_uri: String,
     pub member_id: Uuid,
     pub scope: String,
+    /// Whether the authorization request named the redirect URI (then the
+    /// token request must repeat it, RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub redirect_uri_explicit: bool,
     /// PKCE S256 challenge, when the client sent one.
     #[serde(default)]
     pub challenge: Option<String>,

@@ -52,7 +52,14 @@ fn new_session(app: &App, member_id: Uuid) -> (NewSession, TokenHash, Session) {
         expires_ms: now + app.config.session_max_ms,
         csrf: csrf.clone(),
     };
-    (NewSession { token: token.clone(), csrf }, hash_token(&token), s)
+    (
+        NewSession {
+            token: token.clone(),
+            csrf,
+        },
+        hash_token(&token),
+        s,
+    )
 }
 
 fn audit(member: Uuid, now: i64, actor: Actor, action: &str) -> AuditEntry {
@@ -88,7 +95,11 @@ pub async fn resolve(app: &App, cookie: &str) -> Result<Option<Live>, StoreError
             if m.status != Status::Active {
                 return Ok(None);
             }
-            Ok(Some(Live { hash, session: s, member: m }))
+            Ok(Some(Live {
+                hash,
+                session: s,
+                member: m,
+            }))
         })
         .await
 }
@@ -131,7 +142,18 @@ pub async fn start(app: &App, member: &Member, how: &'static str) -> Result<Opti
                 _ => return Ok(Err(())),
             }
             store::sessions::put(txn, &hash, &s)?;
-            store::audit::append(txn, &audit(id, now, Actor::Member { id, email: email.clone() }, how))?;
+            store::audit::append(
+                txn,
+                &audit(
+                    id,
+                    now,
+                    Actor::Member {
+                        id,
+                        email: email.clone(),
+                    },
+                    how,
+                ),
+            )?;
             Ok(Ok(()))
         })
         .await
@@ -147,7 +169,18 @@ pub async fn end(app: &App, live: &Live) -> Result<(), StoreError> {
     app.store
         .write(move |txn| {
             store::sessions::remove(txn, &hash)?;
-            store::audit::append(txn, &audit(id, now, Actor::Member { id, email: email.clone() }, "session.signed_out"))?;
+            store::audit::append(
+                txn,
+                &audit(
+                    id,
+                    now,
+                    Actor::Member {
+                        id,
+                        email: email.clone(),
+                    },
+                    "session.signed_out",
+                ),
+            )?;
             Ok(Ok::<(), ()>(()))
         })
         .await?

@@ -58,7 +58,14 @@ pub fn validate_name(name: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
-fn audit(txn: &WriteTransaction, now: i64, editor: &Editor, team: Uuid, action: &str, detail: serde_json::Value) -> Result<(), StoreError> {
+fn audit(
+    txn: &WriteTransaction,
+    now: i64,
+    editor: &Editor,
+    team: Uuid,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
     store::audit::append(
         txn,
         &AuditEntry {
@@ -99,7 +106,10 @@ pub fn create(
         if !linkable {
             let detail = match (existing.management, editor.connection()) {
                 (Management::Managed(c), Some(me)) if c == me => {
-                    format!("a group named {name:?} is already provisioned by this connection (id {})", existing.id)
+                    format!(
+                        "a group named {name:?} is already provisioned by this connection (id {})",
+                        existing.id
+                    )
                 }
                 (Management::Managed(_), Some(_)) => {
                     format!("a team named {name:?} is managed by another identity provider connection")
@@ -142,7 +152,7 @@ pub fn create(
 /// Okta's "Link Group") is linked by this first write. Checks `If-Match`.
 pub fn load_for_write(txn: &WriteTransaction, editor: &Editor, id: Uuid, if_match: Option<&str>) -> Rule<Team> {
     let Some(t) = store::teams::get_w(txn, id)? else {
-        return Ok(Err(RuleError::NotFound(id)));
+        return Ok(Err(RuleError::NotFound { kind: "Group", id }));
     };
     if let (Management::Managed(c), Some(me)) = (t.management, editor.connection())
         && c != me
@@ -169,7 +179,9 @@ fn resolve(txn: &WriteTransaction, refs: &[String]) -> Result<(Vec<Uuid>, Vec<St
     let mut ignored = Vec::new();
     for r in refs {
         let found = match Uuid::parse_str(r.trim()) {
-            Ok(id) => store::members::get_w(txn, id)?.filter(|m| m.status != Status::Removed).map(|m| m.id),
+            Ok(id) => store::members::get_w(txn, id)?
+                .filter(|m| m.status != Status::Removed)
+                .map(|m| m.id),
             Err(_) => None,
         };
         match found {
@@ -179,6 +191,18 @@ fn resolve(txn: &WriteTransaction, refs: &[String]) -> Result<(Vec<Uuid>, Vec<St
         }
     }
     Ok((ok, ignored))
+}
+
+/// Bumps the version of members whose team list changed.
+fn touch_members(txn: &WriteTransaction, ids: &[Uuid], now: i64) -> Result<(), StoreError> {
+    for id in ids {
+        if let Some(mut m) = store::members::get_w(txn, *id)? {
+            m.version += 1;
+            m.updated_ms = now;
+            store::members::put(txn, &m)?;
+        }
+    }
+    Ok(())
 }
 
 /// Rule 7: applies changes in order. Membership changes touch one row pair
@@ -279,7 +303,14 @@ pub fn apply_ops(
     let changed = team != current || !added.is_empty() || !removed.is_empty();
     if !changed {
         if !ignored.is_empty() {
-            audit(txn, now, editor, team.id, "team.members_ignored", json!({"unknown_members": ignored}))?;
+            audit(
+                txn,
+                now,
+                editor,
+                team.id,
+                "team.members_ignored",
+                json!({"unknown_members": ignored}),
+            )?;
         }
         return Ok(Ok(current));
     }
@@ -288,14 +319,37 @@ pub fn apply_ops(
         team.updated_ms = now;
     }
     store::teams::put(txn, &team)?;
+    // A member's `groups` is part of their representation: their version
+    // (ETag) must move when it changes. A rename changes every member's.
+    if renamed_from.is_some() {
+        touch_members(txn, &store::teams::member_ids_w(txn, team.id)?, now)?;
+        touch_members(txn, &removed, now)?;
+    } else {
+        touch_members(txn, &added, now)?;
+        touch_members(txn, &removed, now)?;
+    }
     if linked {
         audit(txn, now, editor, team.id, "team.linked", json!({"name": team.name}))?;
     }
     if let Some(from) = renamed_from {
-        audit(txn, now, editor, team.id, "team.renamed", json!({"from": from, "to": team.name}))?;
+        audit(
+            txn,
+            now,
+            editor,
+            team.id,
+            "team.renamed",
+            json!({"from": from, "to": team.name}),
+        )?;
     }
     if current.external_id != team.external_id {
-        audit(txn, now, editor, team.id, "team.updated", json!({"changed": ["externalId"]}))?;
+        audit(
+            txn,
+            now,
+            editor,
+            team.id,
+            "team.updated",
+            json!({"changed": ["externalId"]}),
+        )?;
     }
     if !added.is_empty() {
         let ids: Vec<String> = added.iter().map(Uuid::to_string).collect();
@@ -303,12 +357,26 @@ pub fn apply_ops(
     }
     if !removed.is_empty() {
         let ids: Vec<String> = removed.iter().map(Uuid::to_string).collect();
-        audit(txn, now, editor, team.id, "team.members_removed", json!({"members": ids}))?;
+        audit(
+            txn,
+            now,
+            editor,
+            team.id,
+            "team.members_removed",
+            json!({"members": ids}),
+        )?;
     }
     if !ignored.is_empty() {
         // Rule 6: references to people who are not members are not errors,
         // but admins can see them in the audit log.
-        audit(txn, now, editor, team.id, "team.members_ignored", json!({"unknown_members": ignored}))?;
+        audit(
+            txn,
+            now,
+            editor,
+            team.id,
+            "team.members_ignored",
+            json!({"unknown_members": ignored}),
+        )?;
     }
     Ok(Ok(team))
 }
@@ -326,7 +394,9 @@ pub fn delete(txn: &WriteTransaction, editor: &Editor, id: Uuid, if_match: Optio
             team.name
         ))));
     }
+    let members = store::teams::member_ids_w(txn, team.id)?;
     store::teams::delete(txn, &team)?;
+    touch_members(txn, &members, now)?;
     audit(
         txn,
         now,
@@ -407,7 +477,11 @@ pub async fn person_create(app: &crate::App, actor: Actor, name: &str) -> Result
     let id = crate::clock::new_uuid(app.rng.as_ref());
     let editor = Editor::Person(actor);
     app.store
-        .write(move |txn| Ok(create(txn, &editor, &name, None, Vec::new(), id, now)?.map(|(t, _)| t).map_err(TeamError::from)))
+        .write(move |txn| {
+            Ok(create(txn, &editor, &name, None, Vec::new(), id, now)?
+                .map(|(t, _)| t)
+                .map_err(TeamError::from))
+        })
         .await?
 }
 

@@ -2,9 +2,12 @@
 //! TLS on an ephemeral port, real redb file in its own tempdir) or runs the
 //! real `roster` binary, and speaks HTTPS to it.
 
+mod scim_support;
 mod support;
 
 mod cli;
 mod config;
+mod scim_groups;
+mod scim_users;
 mod serve;
 mod store;
