@@ -101,6 +101,28 @@ enum Command {
         #[command(subcommand)]
         action: GrantAction,
     },
+    /// Write a consistent snapshot of the database to OUT, while the server
+    /// runs (through its control socket) or not.
+    Backup {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Where to write the snapshot (a new file).
+        out: PathBuf,
+    },
+    /// Check a snapshot or database file: integrity, schema version,
+    /// indexes. Never writes to it.
+    Verify {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Replace the database with a snapshot. Refuses while the server runs;
+    /// keeps the previous database next to it.
+    Restore {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The snapshot to restore.
+        file: PathBuf,
+    },
     /// Ask the local server whether it is ready (GET /readyz over TLS, pinned
     /// to the server's own certificate). Exit 0 when ready.
     Healthcheck {
@@ -345,6 +367,26 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             admin(&cfg, req)
         }
+        Command::Backup { cfg, out } => {
+            let out = std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            if out.exists() {
+                return Err(format!("{} exists; choose a new file name", out.display()));
+            }
+            admin(&cfg, AdminRequest::Backup { out })
+        }
+        Command::Verify { file } => {
+            let v = crate::store::backup::verify(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            println!(
+                "{}: ok (schema version {}, {} members, {} teams, {} audit entries)",
+                file.display(),
+                v.schema_version,
+                v.members,
+                v.teams,
+                v.audit_rows
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { cfg, file } => restore(&cfg, &file),
         Command::Healthcheck { cfg, timeout } => {
             let config = load(&cfg)?;
             runtime()?.block_on(async move {
@@ -384,6 +426,63 @@ fn admin(cfg: &ConfigArgs, req: AdminRequest) -> Result<ExitCode, String> {
         print!("{output}");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Restores a snapshot into the data dir with the server stopped.
+fn restore(cfg: &ConfigArgs, file: &std::path::Path) -> Result<ExitCode, String> {
+    let config = load(cfg)?;
+    let rt = runtime()?;
+    let running = rt
+        .block_on(control::send(&config.data_dir, &AdminRequest::TokenList))?
+        .is_some();
+    if running {
+        return Err("roster is running; stop it first (systemctl stop roster), then restore".into());
+    }
+    let v = crate::store::backup::verify(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let db = config.db_path();
+    crate::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
+    // Refuse if some other process holds the database.
+    if db.exists() {
+        match redb::Database::open(&db) {
+            Ok(d) => drop(d),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(format!("{} is in use by another process; stop it first", db.display()));
+            }
+            Err(_) => {}
+        }
+    }
+    let tmp = config.data_dir.join(".restore.partial");
+    std::fs::copy(file, &tmp).map_err(|e| format!("cannot copy {}: {e}", file.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
+    let mut kept = None;
+    if db.exists() {
+        let stamp = crate::clock::rfc3339(crate::clock::Clock::now_ms(&crate::clock::SystemClock)).replace(':', "");
+        let aside = config.data_dir.join(format!("roster.redb.before-restore-{stamp}"));
+        std::fs::rename(&db, &aside).map_err(|e| format!("cannot move the current database aside: {e}"))?;
+        kept = Some(aside);
+    }
+    std::fs::rename(&tmp, &db).map_err(|e| format!("cannot move the snapshot into place: {e}"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600));
+    }
+    if let Ok(d) = std::fs::File::open(&config.data_dir) {
+        let _ = d.sync_all();
+    }
+    println!(
+        "Restored {} ({} members, {} teams, schema version {}) into {}.",
+        file.display(),
+        v.members,
+        v.teams,
+        v.schema_version,
+        db.display()
+    );
+    if let Some(k) = kept {
+        println!("The previous database is kept as {}.", k.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(config: Config) -> Result<ExitCode, String> {

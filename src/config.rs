@@ -45,6 +45,16 @@ struct RawConfig {
     web: RawWeb,
     #[serde(default)]
     oauth: RawOAuth,
+    #[serde(default)]
+    backup: RawBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    dir: Option<PathBuf>,
+    interval_minutes: Option<u64>,
+    keep: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +170,15 @@ pub struct Config {
     /// ...and in any case this long after sign-in.
     pub session_max_ms: i64,
     pub oauth: OAuthConfig,
+    /// Scheduled snapshots, when a directory is configured.
+    pub backup: Option<BackupConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    pub dir: PathBuf,
+    pub interval: Duration,
+    pub keep: usize,
 }
 
 /// Lifetimes of the OAuth authorization server's codes and tokens.
@@ -379,6 +398,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             bounded("web.session_max_hours", raw.web.session_max_hours, 168, 1, 8_760)?,
             3_600_000,
         ),
+        backup: match raw.backup.dir {
+            None => {
+                if raw.backup.interval_minutes.is_some() || raw.backup.keep.is_some() {
+                    return Err(invalid(
+                        "backup.dir",
+                        "interval_minutes and keep need a dir to write snapshots to",
+                    ));
+                }
+                None
+            }
+            Some(dir) if dir.as_os_str().is_empty() => return Err(invalid("backup.dir", "must not be empty")),
+            Some(dir) => Some(BackupConfig {
+                dir,
+                interval: Duration::from_secs(
+                    60 * bounded("backup.interval_minutes", raw.backup.interval_minutes, 1440, 5, 10_080)?,
+                ),
+                keep: bounded("backup.keep", raw.backup.keep, 7, 1, 1000)? as usize,
+            }),
+        },
         oauth: OAuthConfig {
             access_token_ms: ms(
                 bounded(

@@ -78,6 +78,10 @@ pub enum AdminRequest {
     GrantRevoke {
         grant_id: String,
     },
+    /// Absolute path of the snapshot to write.
+    Backup {
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,6 +333,17 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("Grant {} is revoked; its tokens stopped working.\n", g.id))
+        }
+        AdminRequest::Backup { out } => {
+            let s = app.store.snapshot(&out).await.map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Wrote a consistent snapshot to {} ({} rows, {} bytes, schema version {}).\nCopy that file to safe storage; restore it with: roster restore {}\n",
+                s.path.display(),
+                s.rows,
+                s.bytes,
+                s.schema_version,
+                s.path.display()
+            ))
         }
         AdminRequest::DomainList => {
             let ws = crate::workspace::get(&app.store)

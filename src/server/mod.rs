@@ -4,6 +4,7 @@
 //! bound, then closes the database.
 
 pub mod router;
+pub mod scheduled;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -76,9 +77,11 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
     })?;
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
+    let snapshots = tokio::spawn(scheduled::run(app.clone(), stop_rx.clone()));
     let task = tokio::spawn(async move {
         serve(app, listener, TlsAcceptor::from(tls_config), stop_rx).await;
         let _ = control.await;
+        let _ = snapshots.await;
     });
     tracing::info!(addr = %local_addr, "listening on https://{local_addr}");
     Ok(Running { local_addr, stop, task })

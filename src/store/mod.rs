@@ -4,6 +4,7 @@
 //! in short read transactions and never wait for the writer.
 
 pub mod audit;
+pub mod backup;
 pub mod codec;
 pub mod connections;
 pub mod links;
@@ -253,6 +254,16 @@ impl Store {
             sender.send(job).map_err(|_| StoreError::Closed)?;
         }
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes a consistent snapshot of the live database to `out` without
+    /// stopping writers (see `backup`).
+    pub async fn snapshot(&self, out: &Path) -> Result<backup::Snapshot, StoreError> {
+        let db = self.inner.db.clone();
+        let out = out.to_owned();
+        tokio::task::spawn_blocking(move || backup::snapshot(&db, &out))
+            .await
+            .map_err(|e| StoreError::Database(format!("snapshot task failed: {e}")))?
     }
 
     /// Proves the writer is alive and the file accepts a write transaction.

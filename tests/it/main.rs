@@ -5,6 +5,7 @@
 mod scim_support;
 mod support;
 
+mod backup;
 mod cli;
 mod config;
 mod scim_groups;
