@@ -231,9 +231,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The packaged configuration; used when no --config / $ROSTER_CONFIG is
+/// given and it exists, so `roster token create` on an installed box talks
+/// to the installed server.
+pub const SYSTEM_CONFIG: &str = "/etc/roster/config.toml";
+
 fn load(cfg: &ConfigArgs) -> Result<Config, String> {
+    let system = std::path::Path::new(SYSTEM_CONFIG);
     let mut config = match &cfg.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None if system.exists() && std::env::var_os("ROSTER_NO_SYSTEM_CONFIG").is_none() => {
+            Config::load(system).map_err(|e| e.to_string())?
+        }
         None => Config::embedded_default(),
     };
     if let Some(dir) = &cfg.data_dir {
@@ -508,6 +517,7 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
             return Err(e.to_string());
         }
     };
+    crate::server::notify::ready();
     let stopper = running.stopper();
     tokio::spawn(async move {
         wait_for_signal().await;

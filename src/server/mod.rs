@@ -3,6 +3,7 @@
 //! shutdown that stops accepting, lets in-flight requests finish within a
 //! bound, then closes the database.
 
+pub mod notify;
 pub mod router;
 pub mod scheduled;
 pub mod tls;
@@ -78,6 +79,9 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
     let snapshots = tokio::spawn(scheduled::run(app.clone(), stop_rx.clone()));
+    if let Some(every) = notify::watchdog_interval() {
+        tokio::spawn(notify::watchdog(app.clone(), every, stop_rx.clone()));
+    }
     let task = tokio::spawn(async move {
         serve(app, listener, TlsAcceptor::from(tls_config), stop_rx).await;
         let _ = control.await;
@@ -154,6 +158,7 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
         });
     }
     drop(listener);
+    notify::stopping();
     tracing::info!("shutting down: no longer accepting connections");
     let open = graceful.count();
     tokio::select! {

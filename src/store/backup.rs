@@ -251,6 +251,7 @@ fn tempfile_dir(path: &Path) -> Result<PathBuf, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::TableHandle;
 
     /// Every table a fully migrated database holds is in `copy_all`.
     #[test]
