@@ -523,6 +523,15 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
         wait_for_signal().await;
         let _ = stopper.send(true);
     });
+    let tls = running.tls();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the TLS certificate");
+            let _ = tls.reload().await;
+        }
+    });
     running.stopped().await;
     Ok(ExitCode::SUCCESS)
 }

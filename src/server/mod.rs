@@ -36,6 +36,36 @@ pub struct Running {
     pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    tls: TlsReloader,
+}
+
+/// Re-reads the TLS certificate and key (SIGHUP, renewal).
+#[derive(Clone)]
+pub struct TlsReloader {
+    app: App,
+    resolver: Arc<tls::Resolver>,
+}
+
+impl TlsReloader {
+    /// Loads the configured certificate again; on error the old one stays
+    /// and the error is returned (and logged).
+    pub async fn reload(&self) -> Result<bool, tls::TlsError> {
+        let (app, resolver) = (self.app.clone(), self.resolver.clone());
+        let r = tokio::task::spawn_blocking(move || tls::reload(&resolver, &app.config, app.clock.as_ref()))
+            .await
+            .map_err(|e| tls::TlsError::Generate(e.to_string()))?;
+        match &r {
+            Ok(true) => tracing::info!("TLS certificate reloaded: a new certificate is served to new connections"),
+            Ok(false) => tracing::info!("TLS certificate reloaded: unchanged"),
+            Err(e) => tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate"),
+        }
+        r
+    }
+
+    /// The end-entity certificate now served.
+    pub fn current_cert(&self) -> Option<rustls_pki_types::CertificateDer<'static>> {
+        self.resolver.current_cert()
+    }
 }
 
 impl Running {
@@ -51,6 +81,10 @@ impl Running {
         self.stop.clone()
     }
 
+    pub fn tls(&self) -> TlsReloader {
+        self.tls.clone()
+    }
+
     /// Resolves when the server has fully stopped.
     pub async fn stopped(self) {
         let _ = self.task.await;
@@ -59,12 +93,16 @@ impl Running {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(app: App) -> Result<Running, ServeError> {
-    let tls_config = {
+    let (tls_config, resolver) = {
         let config = app.config.clone();
         let clock = app.clock.clone();
         tokio::task::spawn_blocking(move || tls::server_config(&config, clock.as_ref()))
             .await
             .map_err(|e| tls::TlsError::Generate(e.to_string()))??
+    };
+    let reloader = TlsReloader {
+        app: app.clone(),
+        resolver,
     };
     let listener = TcpListener::bind(app.config.listen)
         .await
@@ -79,6 +117,9 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
     let snapshots = tokio::spawn(scheduled::run(app.clone(), stop_rx.clone()));
+    if app.config.tls == crate::config::TlsSource::SelfSigned {
+        tokio::spawn(renew_self_signed(reloader.clone(), stop_rx.clone()));
+    }
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(notify::watchdog(app.clone(), every, stop_rx.clone()));
     }
@@ -88,7 +129,24 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
         let _ = snapshots.await;
     });
     tracing::info!(addr = %local_addr, "listening on https://{local_addr}");
-    Ok(Running { local_addr, stop, task })
+    Ok(Running {
+        local_addr,
+        stop,
+        task,
+        tls: reloader,
+    })
+}
+
+/// Checks twice a day whether the self-signed certificate is due for
+/// renewal (30 days before expiry) and swaps in the new one.
+async fn renew_self_signed(reloader: TlsReloader, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(12 * 3600)) => {}
+            _ = stop.changed() => return,
+        }
+        let _ = reloader.reload().await;
+    }
 }
 
 async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop: watch::Receiver<bool>) {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -61,9 +63,29 @@ struct SelfSignedInfo {
     names: Vec<String>,
 }
 
-/// Builds the server configuration, creating or renewing the self-signed
-/// certificate if that is the configured source.
-pub fn server_config(config: &Config, clock: &dyn Clock) -> Result<Arc<ServerConfig>, TlsError> {
+/// The certificate in use, swappable at runtime (SIGHUP, self-signed
+/// renewal) without touching open connections: only new handshakes ask.
+#[derive(Debug)]
+pub struct Resolver {
+    current: std::sync::RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+impl Resolver {
+    /// The end-entity certificate currently served.
+    pub fn current_cert(&self) -> Option<CertificateDer<'static>> {
+        self.current.read().ok().and_then(|c| c.cert.first().cloned())
+    }
+}
+
+/// Loads (creating or renewing the self-signed one if configured) the
+/// certificate and key, checking that they belong together.
+fn load_pair(config: &Config, clock: &dyn Clock) -> Result<CertifiedKey, TlsError> {
     let (cert_path, key_path) = match &config.tls {
         TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
         TlsSource::SelfSigned => {
@@ -74,19 +96,36 @@ pub fn server_config(config: &Config, clock: &dyn Clock) -> Result<Arc<ServerCon
     };
     let chain = load_certs(&cert_path)?;
     let key = load_key(&key_path)?;
-    build(chain, key)
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+        .map_err(|e| TlsError::Mismatch(format!("{}: {e}", key_path.display())))
 }
 
-fn build(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<ServerConfig>, TlsError> {
+/// Builds the server configuration around a reloadable resolver.
+pub fn server_config(config: &Config, clock: &dyn Clock) -> Result<(Arc<ServerConfig>, Arc<Resolver>), TlsError> {
+    let resolver = Arc::new(Resolver {
+        current: std::sync::RwLock::new(Arc::new(load_pair(config, clock)?)),
+    });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Generate(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+        .with_cert_resolver(resolver.clone());
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), resolver))
+}
+
+/// Re-reads the certificate and key (renewing a self-signed one that is
+/// due). On any error the served certificate stays as it was.
+pub fn reload(resolver: &Resolver, config: &Config, clock: &dyn Clock) -> Result<bool, TlsError> {
+    let pair = Arc::new(load_pair(config, clock)?);
+    let mut cur = resolver
+        .current
+        .write()
+        .map_err(|_| TlsError::Generate("certificate lock poisoned".into()))?;
+    let changed = cur.cert != pair.cert;
+    *cur = pair;
+    Ok(changed)
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
