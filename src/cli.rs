@@ -495,6 +495,14 @@ fn restore(cfg: &ConfigArgs, file: &std::path::Path) -> Result<ExitCode, String>
 }
 
 async fn serve(config: Config) -> Result<ExitCode, String> {
+    // Signal handlers first: SIGHUP's default action would kill a server
+    // that is reloaded the moment it starts listening.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    let stop_signals = (
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?,
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot install the SIGINT handler: {e}"))?,
+    );
     let app = App::open(config).await.map_err(|e| e.to_string())?;
     match app.bootstrap_if_empty().await {
         Ok(Some(b)) => tracing::warn!(
@@ -520,13 +528,15 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     crate::server::notify::ready();
     let stopper = running.stopper();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        let (mut term, mut int) = stop_signals;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
         let _ = stopper.send(true);
     });
     let tls = running.tls();
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the TLS certificate");
             let _ = tls.reload().await;
@@ -534,18 +544,6 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     });
     running.stopped().await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }
 
 /// GET /readyz on the configured listen address, trusting only the

@@ -117,16 +117,23 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
     let snapshots = tokio::spawn(scheduled::run(app.clone(), stop_rx.clone()));
-    if app.config.tls == crate::config::TlsSource::SelfSigned {
-        tokio::spawn(renew_self_signed(reloader.clone(), stop_rx.clone()));
-    }
-    if let Some(every) = notify::watchdog_interval() {
-        tokio::spawn(notify::watchdog(app.clone(), every, stop_rx.clone()));
-    }
+    let renew = (app.config.tls == crate::config::TlsSource::SelfSigned)
+        .then(|| tokio::spawn(renew_self_signed(reloader.clone(), stop_rx.clone())));
+    let watchdog =
+        notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(app.clone(), every, stop_rx.clone())));
     let task = tokio::spawn(async move {
         serve(app, listener, TlsAcceptor::from(tls_config), stop_rx).await;
+        // Every task holding the App has ended when shutdown returns, so
+        // the database file is released (a restart in the same process, or
+        // `roster restore` right after, can open it).
         let _ = control.await;
         let _ = snapshots.await;
+        if let Some(t) = renew {
+            let _ = t.await;
+        }
+        if let Some(t) = watchdog {
+            let _ = t.await;
+        }
     });
     tracing::info!(addr = %local_addr, "listening on https://{local_addr}");
     Ok(Running {
@@ -167,6 +174,7 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
 
     loop {
         // Waiting for a permit before accepting leaves excess connections
@@ -196,7 +204,9 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
             req
         });
         let handshake_timeout = limits.tls_handshake_timeout;
-        tokio::spawn(async move {
+        // Reap finished connection tasks so the set stays small.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -225,6 +235,9 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
             tracing::warn!(grace_secs = limits.shutdown_grace.as_secs(), "shutdown grace period over; dropping remaining connections");
         }
     }
+    // Connections still running after the grace period are cut here.
+    connections.shutdown().await;
+    drop(router);
     app.store.close().await;
     tracing::info!("database closed");
 }

@@ -56,7 +56,10 @@ pub async fn watchdog(app: crate::App, every: Duration, mut stop: tokio::sync::w
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        if tokio::time::timeout(every, app.store.probe_writable()).await.is_ok_and(|r| r.is_ok()) {
+        if tokio::time::timeout(every, app.store.probe_writable())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
             notify("WATCHDOG=1");
         } else {
             tracing::error!("database writer not answering; withholding the systemd watchdog ping");

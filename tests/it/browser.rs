@@ -37,6 +37,7 @@ pub struct Browser {
     driver: Child,
     /// chromium's `--user-data-dir` and chromedriver's log live here.
     profile: TempDir,
+    killed: bool,
 }
 
 fn find_binary(name: &str) -> Option<PathBuf> {
@@ -55,19 +56,29 @@ fn free_port() -> u16 {
     // The listener is dropped here, releasing the port for chromedriver.
 }
 
-/// One HTTP/1.0 `GET /status` to chromedriver; true once it says ready.
+/// One `GET /status` (HTTP/1.1: chromedriver refuses 1.0) to chromedriver; true once it says ready.
 fn driver_ready(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+    if s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.contains("\"ready\":true") || body.contains("\"ready\": true")
+    // chromedriver may keep the connection open: stop as soon as it says ready.
+    let mut body = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = s.read(&mut buf) {
+        body.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&body);
+        if text.contains("\"ready\":true") || text.contains("\"ready\": true") {
+            return true;
+        }
+    }
+    false
 }
 
 fn tail(path: &Path, max: usize) -> String {
@@ -115,7 +126,10 @@ fn kill_ours(pgid: u32, marker: &str) {
             continue;
         };
         if String::from_utf8_lossy(&cmdline).contains(marker) {
-            let _ = Command::new("kill").args(["-KILL", &name]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &name])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -172,7 +186,10 @@ impl Browser {
                 };
                 kill_ours(child.id(), &profile.path().to_string_lossy());
                 let _ = child.wait();
-                failures.push(format!("attempt {attempt}, port {port}: chromedriver {why}; log:\n{}", tail(&log, 2000)));
+                failures.push(format!(
+                    "attempt {attempt}, port {port}: chromedriver {why}; log:\n{}",
+                    tail(&log, 2000)
+                ));
             }
             panic!("could not start {}:\n{}", chromedriver.display(), failures.join("\n\n"));
         };
@@ -228,6 +245,7 @@ impl Browser {
             webdriver_url,
             driver,
             profile,
+            killed: false,
         })
     }
 
@@ -244,11 +262,16 @@ impl Browser {
         };
         let shot = match self.client.screenshot().await {
             Ok(png) => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0);
-                let path = screenshot_dir().join(format!("failure-{stamp}.png"));
+                // libtest names the thread after the test: failure-browser__some_test-1.png
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let test: String = std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+                    .collect();
+                let path = screenshot_dir().join(format!("failure-{test}-{n}.png"));
                 match std::fs::write(&path, png) {
                     Ok(()) => path.display().to_string(),
                     Err(e) => format!("<not saved: {e}>"),
@@ -334,15 +357,20 @@ impl Browser {
     /// Ends the session (chromium quits), then stops chromedriver.
     pub async fn close(mut self) {
         let client = self.client.clone();
-        if let Err(e) = tokio::time::timeout(Duration::from_secs(10), client.close()).await {
-            eprintln!("browser: closing the session timed out: {e}");
+        match tokio::time::timeout(Duration::from_secs(10), client.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("browser: ending the session failed: {e}"),
+            Err(_) => eprintln!("browser: ending the session timed out"),
         }
         self.kill();
     }
 
+    /// Kills chromedriver's process group and any chromium using our profile.
     fn kill(&mut self) {
-        kill_ours(self.driver.id(), &self.profile.path().to_string_lossy());
-        let _ = self.driver.wait();
+        if !std::mem::replace(&mut self.killed, true) {
+            kill_ours(self.driver.id(), &self.profile.path().to_string_lossy());
+            let _ = self.driver.wait();
+        }
     }
 }
 
@@ -363,7 +391,9 @@ async fn browser_harness_loads_a_page() {
     browser.goto(&url).await;
     let text = browser.text_of("body").await;
     if !text.contains("ok") {
-        browser.fail(format_args!("/healthz should say ok, body text is {text:?}")).await;
+        browser
+            .fail(format_args!("/healthz should say ok, body text is {text:?}"))
+            .await;
     }
     assert!(
         browser.current_url().await.starts_with(&url),
@@ -371,7 +401,11 @@ async fn browser_harness_loads_a_page() {
         browser.current_url().await
     );
     let shot = browser.screenshot("browser_harness_healthz").await;
-    assert!(std::fs::metadata(&shot).map(|m| m.len() > 0).unwrap_or(false), "empty screenshot {}", shot.display());
+    assert!(
+        std::fs::metadata(&shot).map(|m| m.len() > 0).unwrap_or(false),
+        "empty screenshot {}",
+        shot.display()
+    );
     browser.close().await;
     server.stop().await;
 }

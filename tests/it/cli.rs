@@ -151,3 +151,27 @@ fn malformed_tls_files_are_one_line() {
     let (code, _, err) = run_bin(dir.path(), &["serve", "-c", cfg.to_str().unwrap()]);
     assert_one_line_error(code, &err, "x.crt");
 }
+
+/// Under systemd (Type=notify) the server says READY=1 once it listens and
+/// STOPPING=1 when it begins to shut down.
+#[test]
+fn sd_notify_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let server = BinServer::start_env(
+        dir.path(),
+        &["--listen", "127.0.0.1:0"],
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 datagram");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    let n = sock.recv(&mut buf).expect("STOPPING=1 datagram");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg}");
+}

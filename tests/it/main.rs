@@ -6,9 +6,13 @@ mod scim_support;
 mod support;
 
 mod backup;
+mod browser;
 mod cli;
 mod config;
+mod oauth;
 mod scim_groups;
 mod scim_users;
 mod serve;
 mod store;
+mod tls_reload;
+mod web_login;
