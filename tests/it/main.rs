@@ -7,6 +7,7 @@ mod support;
 
 mod backup;
 mod browser;
+mod browser_oauth;
 mod cli;
 mod config;
 mod oauth;
