@@ -47,6 +47,30 @@ struct RawConfig {
     oauth: RawOAuth,
     #[serde(default)]
     backup: RawBackup,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    token: Option<String>,
+}
+
+/// A secret from the config file: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +196,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Scheduled snapshots, when a directory is configured.
     pub backup: Option<BackupConfig>,
+    /// Bearer token Prometheus must send to `/metrics`; `None` = no endpoint.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +424,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             bounded("web.session_max_hours", raw.web.session_max_hours, 168, 1, 8_760)?,
             3_600_000,
         ),
+        metrics_token: match raw.metrics.token {
+            None => None,
+            Some(t) if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Err(invalid(
+                    "metrics.token",
+                    "must be at least 16 characters without spaces",
+                ));
+            }
+            Some(t) => Some(Secret(t)),
+        },
         backup: match raw.backup.dir {
             None => {
                 if raw.backup.interval_minutes.is_some() || raw.backup.keep.is_some() {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod oauth;
 pub mod password;
 pub mod ratelimit;
@@ -45,6 +46,7 @@ pub mod paths {
     pub const TOKEN: &str = "/oauth/token";
     pub const REVOKE: &str = "/oauth/revoke";
     pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
+    pub const METRICS: &str = "/metrics";
 }
 
 #[derive(Clone)]
@@ -105,6 +107,7 @@ impl App {
     }
 
     pub async fn open_with(config: Config, clock: SharedClock, rng: SharedRng) -> Result<App, StartError> {
+        metrics::install();
         ensure_data_dir(&config.data_dir)?;
         let path = config.db_path();
         let store = tokio::task::spawn_blocking(move || Store::open(&path))

@@ -372,9 +372,21 @@ pub async fn token(
         let p = form(&headers, &body)?;
         let client = authenticate_client(&app, &headers, &p).await?;
         let issued = match p.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => authorization_code(&app, client, &p).await?,
-            Some("refresh_token") => refresh_token(&app, client, &p).await?,
-            Some("client_credentials") => client_credentials(&app, client, &p).await?,
+            Some("authorization_code") => {
+                let i = authorization_code(&app, client, &p).await?;
+                crate::metrics::token_issued("authorization_code");
+                i
+            }
+            Some("refresh_token") => {
+                let i = refresh_token(&app, client, &p).await?;
+                crate::metrics::token_issued("refresh_token");
+                i
+            }
+            Some("client_credentials") => {
+                let i = client_credentials(&app, client, &p).await?;
+                crate::metrics::token_issued("client_credentials");
+                i
+            }
             None | Some("") => return Err(OAuthError::new("invalid_request", "grant_type is required")),
             Some(other) => {
                 return Err(OAuthError::new(

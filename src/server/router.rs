@@ -62,10 +62,12 @@ pub fn build(app: App) -> Router {
     Router::new()
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::READYZ, get(readyz))
+        .route(paths::METRICS, get(crate::metrics::endpoint))
         .nest(paths::SCIM, crate::scim::router::routes(app.clone()))
         .merge(crate::web::routes())
         .merge(crate::oauth::routes())
         .route_layer(middleware::from_fn(record_route))
+        .route_layer(middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(app.clone())
         .layer(

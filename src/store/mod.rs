@@ -163,7 +163,10 @@ impl Store {
     /// it before the runtime starts serving or inside `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if path.exists() {
-            Self::refuse_newer(path)?;
+            let found = Self::refuse_newer(path)?;
+            if let Some(v) = found.filter(|v| *v > 0 && *v < migrate::CURRENT) {
+                Self::keep_before_upgrade(path, v)?;
+            }
         }
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -194,7 +197,7 @@ impl Store {
 
     /// Checks the schema version through a read-only open, so a file from a
     /// newer roster is refused before anything could write to it.
-    fn refuse_newer(path: &Path) -> Result<(), StoreError> {
+    fn refuse_newer(path: &Path) -> Result<Option<u64>, StoreError> {
         match redb::ReadOnlyDatabase::open(path) {
             Ok(ro) => {
                 let found = migrate::version_of(&ro)?;
@@ -205,14 +208,42 @@ impl Store {
                         supported: migrate::CURRENT,
                     });
                 }
-                Ok(())
+                Ok(Some(found))
             }
             // A file that was not closed cleanly needs a repair, which a
             // read-only open cannot do; the read-write open repairs it and
             // the migration runner checks the version again.
-            Err(redb::DatabaseError::RepairAborted) => Ok(()),
+            Err(redb::DatabaseError::RepairAborted) => Ok(None),
             Err(e) => Err(open_error(path, e)),
         }
+    }
+
+    /// Before migrating an older file, keep an exact copy of it next to the
+    /// database (`roster.redb.before-upgrade-v<N>`), so an upgrade can be
+    /// undone by putting it back with an older roster.
+    fn keep_before_upgrade(path: &Path, version: u64) -> Result<(), StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let copy = path.with_file_name(format!("{name}.before-upgrade-v{version}"));
+        if copy.exists() {
+            return Ok(());
+        }
+        let err = |e: std::io::Error| StoreError::Open {
+            path: copy.clone(),
+            message: format!("cannot keep a copy before upgrading: {e}"),
+        };
+        let tmp = copy.with_extension("partial");
+        std::fs::copy(path, &tmp).map_err(err)?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
+        std::fs::rename(&tmp, &copy).map_err(err)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600));
+        }
+        tracing::info!(copy = %copy.display(), from = version, to = migrate::CURRENT, "kept a copy of the database before upgrading it");
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -358,8 +389,11 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
                 }
             }
         }
+        let started = std::time::Instant::now();
+        let batch_len = batch.len();
         match txn.commit() {
             Ok(()) => {
+                crate::metrics::commit(started.elapsed().as_secs_f64(), batch_len);
                 for job in batch.into_iter().chain(refused) {
                     job.finish(Ok(()));
                 }

@@ -193,6 +193,13 @@ pub async fn rotate_secret(app: &App, client_id: &str, actor: Actor) -> Result<S
 }
 
 fn revoke_grant_in(txn: &redb::WriteTransaction, g: &mut Grant, now: i64) -> Result<usize, StoreError> {
+    // Counted when the transaction runs; a rolled-back batch re-runs it,
+    // so the counter can over-count in that rare case.
+    crate::metrics::grant_revoked(if g.authorized_by.is_some() {
+        "authorization_code"
+    } else {
+        "client_credentials"
+    });
     g.revoked_ms = Some(now);
     store::oauth::put_grant(txn, g)?;
     store::oauth::revoke_grant_tokens(txn, g.id)

@@ -10,6 +10,7 @@ mod browser;
 mod browser_oauth;
 mod cli;
 mod config;
+mod metrics;
 mod oauth;
 mod scim_groups;
 mod scim_users;

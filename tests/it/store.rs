@@ -126,7 +126,8 @@ async fn refused_write_in_a_batch_leaves_no_trace() {
 async fn schema_v1_file_upgrades() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("roster.redb");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/schema-v1.redb"), &path).unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/schema-v1.redb");
+    std::fs::copy(fixture, &path).unwrap();
     let store = tokio::task::spawn_blocking({
         let p = path.clone();
         move || Store::open(&p)
@@ -161,4 +162,11 @@ async fn schema_v1_file_upgrades() {
     drop(store);
     let db = redb::ReadOnlyDatabase::open(&path).unwrap();
     assert_eq!(migrate::version_of(&db).unwrap(), migrate::CURRENT);
+    // The upgrade kept an exact copy of the v1 file first.
+    let kept = dir.path().join("roster.redb.before-upgrade-v1");
+    assert_eq!(
+        sha256_file(&kept),
+        sha256_file(std::path::Path::new(fixture)),
+        "pre-upgrade copy differs"
+    );
 }
