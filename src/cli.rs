@@ -262,17 +262,58 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn init_logging(config: &Config) {
+/// Changes the log level of the running process (SIGHUP).
+type LevelHandle = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(config: &Config) -> Option<LevelHandle> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = std::env::var_os("RUST_LOG").is_some();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Human => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
     };
+    // RUST_LOG set by hand wins over the config, also on reload.
+    (!from_env).then_some(handle)
+}
+
+/// SIGHUP: re-read the config file and apply what is safe to change while
+/// running (the log level); the TLS certificate is reloaded separately.
+fn reload_config(path: Option<&std::path::Path>, levels: Option<&LevelHandle>) {
+    let Some(path) = path else { return };
+    match Config::load(path) {
+        Ok(new) => {
+            if let Some(h) = levels {
+                match tracing_subscriber::EnvFilter::try_new(&new.log_level) {
+                    Ok(f) => {
+                        let _ = h.reload(f);
+                        tracing::info!(level = %new.log_level, "log level reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "log level not reloaded"),
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "configuration not reloaded; keeping the running one"),
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -293,8 +334,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if let Some(l) = listen {
                 config.listen = l;
             }
-            init_logging(&config);
-            runtime()?.block_on(serve(config))
+            let levels = init_logging(&config);
+            let path = cfg.config.clone().or_else(|| {
+                let system = std::path::PathBuf::from(SYSTEM_CONFIG);
+                (system.exists() && std::env::var_os("ROSTER_NO_SYSTEM_CONFIG").is_none()).then_some(system)
+            });
+            runtime()?.block_on(serve(config, path, levels))
         }
         Command::Init {
             cfg,
@@ -494,7 +539,7 @@ fn restore(cfg: &ConfigArgs, file: &std::path::Path) -> Result<ExitCode, String>
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: Config) -> Result<ExitCode, String> {
+async fn serve(config: Config, config_path: Option<PathBuf>, levels: Option<LevelHandle>) -> Result<ExitCode, String> {
     // Signal handlers first: SIGHUP's default action would kill a server
     // that is reloaded the moment it starts listening.
     use tokio::signal::unix::{SignalKind, signal};
@@ -538,7 +583,8 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     let tls = running.tls();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the TLS certificate");
+            tracing::info!("SIGHUP received: reloading the configuration and the TLS certificate");
+            reload_config(config_path.as_deref(), levels.as_ref());
             let _ = tls.reload().await;
         }
     });

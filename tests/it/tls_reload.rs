@@ -117,21 +117,31 @@ async fn reload_serves_new_certificate_and_keeps_open_connections() {
     s.stop().await;
 }
 
-/// The real binary reloads on SIGHUP.
+/// The real binary reloads on SIGHUP: the certificate, and the log level
+/// from the config file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads_the_certificate() {
+async fn sighup_reloads_the_certificate_and_log_level() {
     let dir = tempfile::tempdir().unwrap();
-    write_pair(dir.path(), "tls.crt", "tls.key", "localhost");
-    let cfg = write_file(
-        &dir.path().join("c.toml"),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+    let a = write_pair(dir.path(), "tls.crt", "tls.key", "localhost");
+    let config_text = |level: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[log]\nlevel = \"{level}\"\n",
             dir.path().join("data").display(),
             dir.path().join("tls.crt").display(),
             dir.path().join("tls.key").display()
-        ),
-    );
+        )
+    };
+    // Request logs (tower_http at info) are off at first.
+    let cfg = write_file(&dir.path().join("c.toml"), &config_text("roster=info,tower_http=warn"));
     let server = BinServer::start(dir.path(), &["-c", cfg.to_str().unwrap()]);
+    assert_eq!(healthz(pinned(&a), server.addr).await, Ok(200));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !server.log().contains("finished processing request"),
+        "{}",
+        server.log()
+    );
+    write_file(&dir.path().join("c.toml"), &config_text("info"));
     let b = write_pair(dir.path(), "tls.crt", "tls.key", "localhost");
     let _ = std::process::Command::new("kill")
         .arg("-HUP")
@@ -149,4 +159,9 @@ async fn sighup_reloads_the_certificate() {
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("TLS certificate reloaded"), "{log}");
+    assert!(log.contains("log level reloaded"), "{log}");
+    assert!(
+        log.contains("finished processing request"),
+        "request logs on after the reload:\n{log}"
+    );
 }
