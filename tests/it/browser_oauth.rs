@@ -80,8 +80,14 @@ async fn admin_signs_in_and_confirms_in_a_real_browser() {
     browser.click("button[type=submit]").await;
     browser.wait_for("button#confirm").await;
     let page = browser.source().await;
-    assert!(page.contains("Connect Okta to My workspace?"), "consent page names client and workspace");
-    assert!(page.contains("provision and deprovision members"), "consent page says what access is granted");
+    assert!(
+        page.contains("Connect Okta to My workspace?"),
+        "consent page names client and workspace"
+    );
+    assert!(
+        page.contains("provision and deprovision members"),
+        "consent page says what access is granted"
+    );
     browser.screenshot("consent").await;
 
     // Confirm: the browser lands on the client's callback with a code.
