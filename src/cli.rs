@@ -421,13 +421,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             admin(&cfg, req)
         }
-        Command::Backup { cfg, out } => {
-            let out = std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            if out.exists() {
-                return Err(format!("{} exists; choose a new file name", out.display()));
-            }
-            admin(&cfg, AdminRequest::Backup { out })
-        }
+        Command::Backup { cfg, out } => backup(&cfg, &out),
         Command::Verify { file } => {
             let v = crate::store::backup::verify(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             println!(
@@ -480,6 +474,49 @@ fn admin(cfg: &ConfigArgs, req: AdminRequest) -> Result<ExitCode, String> {
         print!("{output}");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A running server may only write inside its data dir (systemd's
+/// ProtectSystem=strict), so it snapshots there and this process, which the
+/// operator runs, moves the result to OUT.
+fn backup(cfg: &ConfigArgs, out: &std::path::Path) -> Result<ExitCode, String> {
+    let out = std::path::absolute(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    if out.exists() {
+        return Err(format!("{} exists; choose a new file name", out.display()));
+    }
+    let config = load(cfg)?;
+    let staging = config.data_dir.join(format!(".backup-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let result = admin(cfg, AdminRequest::Backup { out: staging.clone() });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&staging);
+        return result;
+    }
+    let moved = std::fs::rename(&staging, &out).or_else(|_| {
+        // Another filesystem: copy, sync, then remove the staging file.
+        std::fs::copy(&staging, &out)?;
+        std::fs::File::open(&out)?.sync_all()?;
+        std::fs::remove_file(&staging)
+    });
+    if let Err(e) = moved {
+        let _ = std::fs::remove_file(&staging);
+        return Err(format!("cannot write {}: {e}", out.display()));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600));
+    }
+    if let Some(dir) = out.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    println!(
+        "Snapshot saved as {} (restore with: roster restore {}).",
+        out.display(),
+        out.display()
+    );
+    result
 }
 
 /// Restores a snapshot into the data dir with the server stopped.

@@ -337,12 +337,8 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
         AdminRequest::Backup { out } => {
             let s = app.store.snapshot(&out).await.map_err(|e| e.to_string())?;
             Ok(format!(
-                "Wrote a consistent snapshot to {} ({} rows, {} bytes, schema version {}).\nCopy that file to safe storage; restore it with: roster restore {}\n",
-                s.path.display(),
-                s.rows,
-                s.bytes,
-                s.schema_version,
-                s.path.display()
+                "Wrote a consistent snapshot ({} rows, {} bytes, schema version {}).\n",
+                s.rows, s.bytes, s.schema_version
             ))
         }
         AdminRequest::DomainList => {

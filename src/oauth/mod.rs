@@ -24,12 +24,13 @@ use crate::{App, paths, store};
 /// (refresh tokens are always issued to code-flow clients).
 pub const SCOPE_SCIM: &str = "scim";
 
-pub fn routes() -> Router<App> {
+pub fn routes(app: App) -> Router<App> {
     Router::new()
         .route(paths::AUTHORIZE, get(authorize::show).post(authorize::decide))
         .route(paths::TOKEN, post(token::token))
         .route(paths::REVOKE, post(revoke::revoke))
         .route(paths::AS_METADATA, get(metadata::metadata))
+        .layer(axum::middleware::from_fn_with_state(app, crate::web::html_errors))
         .layer(axum::middleware::from_fn(crate::web::security_headers))
 }
 

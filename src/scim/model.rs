@@ -205,11 +205,40 @@ pub fn ingest_body(body: &Value, own_id: Option<&str>) -> Result<Ingested, ScimE
     from_resource(&resource)
 }
 
+/// Longest string value accepted anywhere in a resource.
+pub const MAX_VALUE_CHARS: usize = 4096;
+
+/// The path of the first string longer than [`MAX_VALUE_CHARS`], if any.
+fn overlong(v: &Value, path: &str, depth: usize) -> Option<String> {
+    if depth > 64 {
+        return Some(path.to_owned());
+    }
+    match v {
+        Value::String(s) if s.chars().count() > MAX_VALUE_CHARS => Some(path.to_owned()),
+        Value::Array(a) => a.iter().find_map(|x| overlong(x, path, depth + 1)),
+        Value::Object(o) => o.iter().find_map(|(k, x)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            overlong(x, &p, depth + 1)
+        }),
+        _ => None,
+    }
+}
+
 /// Takes the member's fields out of a (canonical) User resource.
 pub fn from_resource(resource: &Value) -> Result<Ingested, ScimError> {
     let Some(obj) = resource.as_object() else {
         return Err(ScimError::bad("invalidSyntax", "the resource must be a JSON object"));
     };
+    if let Some(p) = overlong(resource, "", 0) {
+        return Err(ScimError::bad(
+            "invalidValue",
+            format!("{p}: values are limited to {MAX_VALUE_CHARS} characters"),
+        ));
+    }
     let mut attributes = obj.clone();
     let text = |key: &str| -> Result<Option<String>, ScimError> {
         match obj.get(key) {

@@ -87,12 +87,20 @@ pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> 
             "the request body is empty; a JSON object is required",
         ));
     }
-    serde_json::from_slice(body)
+    super::json::from_slice(body)
         .map_err(|e| ScimError::bad("invalidSyntax", format!("the request body is not valid JSON: {e}")))
 }
 
+/// Ids are accepted only in the form roster writes them (hyphenated), not
+/// the braced, URN or simple forms the uuid parser also knows.
+pub(crate) fn canonical_id(id: &str) -> Option<Uuid> {
+    Uuid::parse_str(id)
+        .ok()
+        .filter(|u| u.hyphenated().to_string().eq_ignore_ascii_case(id))
+}
+
 fn parse_id(id: &str) -> Result<Uuid, ScimError> {
-    Uuid::parse_str(id).map_err(|_| ScimError::not_found(format!("no User with id {:?}", truncate(id))))
+    canonical_id(id).ok_or_else(|| ScimError::not_found(format!("no User with id {:?}", truncate(id))))
 }
 
 fn truncate(s: &str) -> String {

@@ -22,7 +22,7 @@ const STYLE: &str = include_str!("../../assets/style.css");
 /// origin's redirect (consent) widen `form-action` for themselves.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn routes() -> Router<App> {
+pub fn routes(app: App) -> Router<App> {
     Router::new()
         .route("/", get(pages::home))
         .route(paths::LOGIN, get(pages::login_form).post(pages::login))
@@ -34,7 +34,46 @@ pub fn routes() -> Router<App> {
             get(pages::set_password_form).post(pages::set_password_use),
         )
         .route(paths::STYLE, get(style))
+        .layer(middleware::from_fn_with_state(app, html_errors))
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Pages answer errors with a page: a response for a page route that is an
+/// error without an HTML body (axum's 405 for a wrong method, 415 for a
+/// non-form POST, 400 for a form it cannot read) becomes one. The JSON
+/// endpoints of the OAuth server keep their RFC 6749 bodies.
+pub async fn html_errors(axum::extract::State(app): axum::extract::State<App>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let json_endpoint = path == paths::TOKEN || path == paths::REVOKE || path == paths::AS_METADATA;
+    let is_html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/html"));
+    if json_endpoint || is_html || resp.status().as_u16() < 400 {
+        return resp;
+    }
+    let status = resp.status();
+    let (title, text) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "This page cannot do that",
+            "The request used a method this page does not accept.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            ("The form could not be read", "Go back, reload the page and try again.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("Too much data", "The form sent more data than the server accepts."),
+        StatusCode::REQUEST_TIMEOUT => ("The request took too long", "Try again."),
+        StatusCode::NOT_FOUND => ("Page not found", "There is no page at this address."),
+        _ => ("Something went wrong", "Try again in a moment."),
+    };
+    let ws = workspace_name(&app).await;
+    let mut out = message(&ws, status, title, &[text], Some(("/", "Go to the start page")));
+    if let Some(allow) = resp.headers().get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 async fn style() -> Response {

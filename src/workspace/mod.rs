@@ -43,22 +43,33 @@ impl ScimCtx {
 /// How long the one-time login link printed at first start stays valid.
 pub const LOGIN_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// A cheap shape check: one `@`, a non-empty local part and domain, no
-/// spaces or control characters. Deliverability is the mail system's job.
+/// A shape check of an address: one `@`; a local part of RFC 5322 "atext"
+/// characters and dots; a domain of letters (any script, for IDNs), digits,
+/// hyphens and dots. No spaces, quotes, angle brackets or other markup.
+/// Deliverability is the mail system's job.
 pub fn plausible_email(s: &str) -> bool {
-    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if s.len() > 254 {
         return false;
     }
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        }
-        None => false,
-    }
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && local.chars().all(|c| {
+            c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || (!c.is_ascii() && c.is_alphanumeric())
+        });
+    let domain_ok = !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().count() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    local_ok && domain_ok
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,5 +220,10 @@ mod tests {
         assert!(!plausible_email("a@"));
         assert!(!plausible_email("a b@example.com"));
         assert!(!plausible_email("a@b@c"));
+        assert!(plausible_email("jürgen@bücher.example"));
+        assert!(!plausible_email("<script>alert(1)</script>@example.com"));
+        assert!(!plausible_email("a@example.com\"><"));
+        assert!(!plausible_email("a..@example.com."));
+        assert!(!plausible_email("a@-x.com"));
     }
 }

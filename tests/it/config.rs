@@ -117,3 +117,37 @@ fn missing_config_file_is_one_line() {
     let (code, _, err) = run_bin(dir.path(), &["check-config", "/nonexistent/roster.toml"]);
     assert_one_line_error(code, &err, "/nonexistent/roster.toml");
 }
+
+#[test]
+fn packaged_config_is_valid_and_documents_every_example_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let packaged = format!("{root}/packaging/config.toml");
+    let (code, out, err) = run_bin(dir.path(), &["check-config", &packaged]);
+    assert_eq!(code, 0, "stdout:{out}\nstderr:{err}");
+    assert!(out.contains("data_dir /var/lib/roster"), "{out}");
+
+    // Every `key =` line of config.example.toml (set or commented out) is in
+    // the packaged file too, under the same section, so the two cannot drift.
+    fn keys(text: &str) -> Vec<String> {
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            let line = line.trim_start_matches('#').trim();
+            if line.starts_with('[') && line.ends_with(']') {
+                section = line.to_string();
+            } else if let Some((key, _)) = line.split_once(" = ")
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                keys.push(format!("{section} {key}"));
+            }
+        }
+        keys
+    }
+    let example = keys(&std::fs::read_to_string(format!("{root}/config.example.toml")).unwrap());
+    let packaged = keys(&std::fs::read_to_string(&packaged).unwrap());
+    assert!(example.len() > 20, "{example:?}");
+    let missing: Vec<_> = example.iter().filter(|k| !packaged.contains(k)).collect();
+    assert!(missing.is_empty(), "packaging/config.toml lacks {missing:?}");
+}

@@ -10,6 +10,8 @@ mod browser;
 mod browser_oauth;
 mod cli;
 mod config;
+mod crash;
+mod hostile;
 mod metrics;
 mod oauth;
 mod scim_groups;
