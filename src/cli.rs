@@ -254,9 +254,9 @@ fn load(cfg: &ConfigArgs) -> Result<Config, String> {
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // redb work runs on the blocking pool; a small cap keeps a burst of
-        // reads from spawning hundreds of threads on a 2-core box.
-        .max_blocking_threads(64)
+        // redb reads run on the blocking pool. They are short and CPU-bound,
+        // so a few threads suffice; more only fragment malloc arenas (RSS).
+        .max_blocking_threads(16)
         .thread_name("roster")
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))

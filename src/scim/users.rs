@@ -178,18 +178,29 @@ pub(crate) async fn finish<T>(
     }
 }
 
-/// Renders a member with their teams (read in a fresh read transaction).
-async fn respond(app: &App, q: &Query, m: &Member, status: StatusCode) -> Result<Response, ScimError> {
-    let id = m.id;
-    let teams = app.store.read(move |txn| store::teams::teams_of(txn, id)).await?;
-    let full = render_user(m, &app.config.public_url, &teams);
+/// A member and their teams, read or written in one transaction.
+type WithTeams = (Member, Vec<(Uuid, String)>);
+
+/// Renders a member with the teams read in the same transaction (one
+/// blocking-pool hop per request, not two).
+fn respond(app: &App, q: &Query, (m, teams): &WithTeams, status: StatusCode) -> Response {
+    let full = render_user(m, &app.config.public_url, teams);
     let location = user_location(&app.config.public_url, &m.id);
-    Ok(resource_response(
-        status,
-        q.project(&full, &USER),
-        Some(m.version),
-        Some(&location),
-    ))
+    resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location))
+}
+
+/// Adds the member's teams to a successful write, inside its transaction.
+fn with_teams(
+    txn: &redb::WriteTransaction,
+    r: Result<Member, Refused>,
+) -> Result<Result<WithTeams, Refused>, StoreError> {
+    match r {
+        Ok(m) => {
+            let teams = store::teams::teams_of_w(txn, m.id)?;
+            Ok(Ok((m, teams)))
+        }
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 fn render_in(txn: &redb::ReadTransaction, m: &Member, public_url: &str) -> Result<Value, StoreError> {
@@ -214,13 +225,14 @@ pub async fn create(
     let r = app
         .store
         .write(move |txn| {
-            Ok(rules::provision(txn, &c, &input, &fresh)?
+            let r = rules::provision(txn, &c, &input, &fresh)?
                 .map(|p| p.member)
-                .map_err(Refused::from))
+                .map_err(Refused::from);
+            with_teams(txn, r)
         })
         .await;
     let m = finish(&app, &ctx, "create User", &target, r).await?;
-    respond(&app, &q, &m, StatusCode::CREATED).await
+    Ok(respond(&app, &q, &m, StatusCode::CREATED))
 }
 
 pub async fn get(
@@ -231,12 +243,17 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     let q = Query::parse(&params, &USER, false)?;
     let uid = parse_id(&id)?;
-    let m = app
+    let found = app
         .store
-        .read(move |txn| store::members::get(txn, uid))
+        .read(
+            move |txn| match store::members::get(txn, uid)?.filter(Member::is_listed) {
+                Some(m) => Ok(Some((m, store::teams::teams_of(txn, uid)?))),
+                None => Ok(None),
+            },
+        )
         .await?
-        .filter(Member::is_listed)
         .ok_or_else(|| ScimError::not_found(format!("no User with id {uid}")))?;
+    let m = &found.0;
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
         && inm
             .split(',')
@@ -248,7 +265,7 @@ pub async fn get(
         }
         return Ok(resp);
     }
-    respond(&app, &q, &m, StatusCode::OK).await
+    Ok(respond(&app, &q, &found, StatusCode::OK))
 }
 
 pub async fn replace(
@@ -275,11 +292,12 @@ pub async fn replace(
                 Ok(m) => m,
                 Err(e) => return Ok(Err(e.into())),
             };
-            Ok(rules::replace(txn, &c, current, &input, &fresh)?.map_err(Refused::from))
+            let r = rules::replace(txn, &c, current, &input, &fresh)?.map_err(Refused::from);
+            with_teams(txn, r)
         })
         .await;
     let m = finish(&app, &ctx, "replace User", &uid.to_string(), r).await?;
-    respond(&app, &q, &m, StatusCode::OK).await
+    Ok(respond(&app, &q, &m, StatusCode::OK))
 }
 
 pub async fn modify(
@@ -316,11 +334,12 @@ pub async fn modify(
             };
             let mut input = ingested.input;
             input.password_hash = ingested.password.and(password_hash.clone());
-            Ok(rules::replace(txn, &c, current, &input, &fresh)?.map_err(Refused::from))
+            let r = rules::replace(txn, &c, current, &input, &fresh)?.map_err(Refused::from);
+            with_teams(txn, r)
         })
         .await;
     let m = finish(&app, &ctx, "patch User", &uid.to_string(), r).await?;
-    respond(&app, &q, &m, StatusCode::OK).await
+    Ok(respond(&app, &q, &m, StatusCode::OK))
 }
 
 pub async fn delete(

@@ -29,8 +29,9 @@ use tokio::sync::oneshot;
 
 /// Most queued writes one commit takes; bounds the latency of the first.
 const MAX_BATCH: usize = 256;
-/// redb's page cache; the default (1 GiB) is far more than a workspace needs.
-const CACHE_BYTES: usize = 64 << 20;
+/// redb's page cache; the default (1 GiB) is far more than a workspace needs
+/// (100k members fit in well under this).
+const CACHE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

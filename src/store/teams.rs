@@ -174,6 +174,15 @@ pub fn teams_of(txn: &ReadTransaction, member: Uuid) -> Result<Vec<(Uuid, String
     )
 }
 
+/// Same as [`teams_of`] inside a write transaction, so a write can answer
+/// with the member's teams without a second transaction.
+pub fn teams_of_w(txn: &WriteTransaction, member: Uuid) -> Result<Vec<(Uuid, String)>, StoreError> {
+    names_of(
+        &txn.open_table(TEAMS)?,
+        seconds(&txn.open_table(MEMBER_TEAMS)?, member.as_u128())?,
+    )
+}
+
 pub fn count(txn: &ReadTransaction) -> Result<u64, StoreError> {
     ORDER.len(txn)
 }
