@@ -136,6 +136,7 @@ struct RawLimits {
     request_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    scim_requests_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +170,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// SCIM requests one token (connection) may make per minute.
+    pub scim_requests_per_minute: u32,
 }
 
 /// The validated configuration.
@@ -387,6 +390,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         request_timeout: secs("limits.request_timeout_secs", l.request_timeout_secs, 30, 1, 3600)?,
         max_connections: bounded("limits.max_connections", l.max_connections, 1024, 1, 1_000_000)? as usize,
         shutdown_grace: secs("limits.shutdown_grace_secs", l.shutdown_grace_secs, 10, 0, 3600)?,
+        scim_requests_per_minute: bounded(
+            "limits.scim_requests_per_minute",
+            l.scim_requests_per_minute,
+            600_000,
+            60,
+            u64::from(u32::MAX),
+        )? as u32,
     };
 
     let workspace_name = raw.workspace.name.unwrap_or_else(|| DEFAULT_WORKSPACE_NAME.to_owned());

@@ -67,6 +67,30 @@ async fn require_bearer(State(app): State<App>, mut req: Request, next: Next) ->
     };
     match connections::authenticate(&app, token).await {
         Ok(Some(ctx)) => {
+            // Per-connection budget: generous by default, it stops a runaway
+            // IdP loop from starving everyone else.
+            let limit = crate::ratelimit::Limit {
+                max: app.config.limits.scim_requests_per_minute,
+                window_ms: 60_000,
+            };
+            let key = format!("scim:{}", ctx.connection().id);
+            let now = app.clock.now_ms();
+            if let Some(secs) = app.throttle.blocked(&key, limit, now) {
+                let mut r = ScimError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    format!(
+                        "this connection exceeded {} requests per minute; retry later",
+                        limit.max
+                    ),
+                )
+                .into_response();
+                if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return r;
+            }
+            app.throttle.hit(&key, limit, now);
             req.extensions_mut().insert(ctx);
             next.run(req).await
         }

@@ -1845,3 +1845,38 @@ async fn pages_send_security_headers() {
     }
     s.stop().await;
 }
+
+/// Each SCIM connection has its own request budget: over it, 429 with
+/// Retry-After and a SCIM error body; other connections are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_requests_are_limited_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::test_config(dir.path());
+    config.limits.scim_requests_per_minute = 60;
+    let s = TestServer::start_with(dir, config).await;
+    let a = roster::workspace::connections::create_static_token(&s.app, "a", roster::workspace::model::Actor::Operator)
+        .await
+        .unwrap()
+        .token;
+    let b = roster::workspace::connections::create_static_token(&s.app, "b", roster::workspace::model::Actor::Operator)
+        .await
+        .unwrap()
+        .token;
+    let get = |tok: &str| {
+        hyper::Request::get("/scim/v2/Users?count=1")
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {tok}"))
+            .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+            .unwrap()
+    };
+    for i in 0..60 {
+        assert_eq!(s.send(get(&a)).await.status, 200, "request {i} within the budget");
+    }
+    let r = s.send(get(&a)).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.headers.get("retry-after").is_some());
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["status"], "429");
+    assert_eq!(s.send(get(&b)).await.status, 200, "another connection is not affected");
+    s.stop().await;
+}
