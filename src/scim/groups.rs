@@ -17,7 +17,7 @@ use super::filter::{self, CompValue, CompareOp, Filter, IndexAttr};
 use super::list::{Query, list_response};
 use super::patch::{self, Op, PatchOperation};
 use super::schema::{self, GROUP, GROUP_URN};
-use super::users::{Refused, finish, json_body, json_response, resource_response};
+use super::users::{Refused, finish, if_match, json_body, json_response, resource_response};
 use crate::App;
 use crate::clock::rfc3339;
 use crate::store::{self, StoreError};
@@ -376,13 +376,6 @@ fn parse_id(id: &str) -> Result<Uuid, ScimError> {
             id.chars().take(64).collect::<String>()
         ))
     })
-}
-
-fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 /// Reads the team back (with members if the response shows them) and

@@ -107,7 +107,7 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn if_match(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -50,21 +50,5 @@ pub fn token(txn: &ReadTransaction, hash: &TokenHash) -> Result<Option<ScimToken
 
 /// Deletes every token of a connection; returns how many.
 pub fn revoke_tokens(txn: &WriteTransaction, connection: Uuid) -> Result<usize, StoreError> {
-    let id = connection.as_u128();
-    let hashes: Vec<TokenHash> = {
-        let idx = txn.open_table(CONNECTION_TOKENS)?;
-        let mut v = Vec::new();
-        for row in idx.range((id, &[0u8; 32])..=(id, &[0xffu8; 32]))? {
-            let (k, _) = row?;
-            v.push(*k.value().1);
-        }
-        v
-    };
-    let mut tokens = txn.open_table(SCIM_TOKENS)?;
-    let mut idx = txn.open_table(CONNECTION_TOKENS)?;
-    for h in &hashes {
-        tokens.remove(h)?;
-        idx.remove((id, h))?;
-    }
-    Ok(hashes.len())
+    super::revoke_owned(txn, CONNECTION_TOKENS, &[SCIM_TOKENS], connection.as_u128())
 }

@@ -1,7 +1,7 @@
 //! One-time links, keyed by the SHA-256 of their token, with a per-member
 //! index so deprovisioning revokes all of a member's links at once.
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, WriteTransaction};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -37,23 +37,7 @@ pub fn take(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<OneTimeLi
 
 /// Deletes every outstanding link of a member; returns how many.
 pub fn revoke_for_member(txn: &WriteTransaction, member: Uuid) -> Result<usize, StoreError> {
-    let id = member.as_u128();
-    let hashes: Vec<TokenHash> = {
-        let idx = txn.open_table(MEMBER_LINKS)?;
-        let mut v = Vec::new();
-        for row in idx.range((id, &[0u8; 32])..=(id, &[0xffu8; 32]))? {
-            let (k, _) = row?;
-            v.push(*k.value().1);
-        }
-        v
-    };
-    let mut links = txn.open_table(ONE_TIME_LINKS)?;
-    let mut idx = txn.open_table(MEMBER_LINKS)?;
-    for h in &hashes {
-        links.remove(h)?;
-        idx.remove((id, h))?;
-    }
-    Ok(hashes.len())
+    super::revoke_owned(txn, MEMBER_LINKS, &[ONE_TIME_LINKS], member.as_u128())
 }
 
 /// Outstanding links of a member (for tests and the console).

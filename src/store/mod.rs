@@ -27,6 +27,37 @@ use std::thread::JoinHandle;
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 use tokio::sync::oneshot;
 
+/// Deletes everything `owner` holds through an `(owner, hash)` index: each
+/// hash from every table in `rows`, and the index entries. Returns how many
+/// hashes there were. (A member's links and sessions, a connection's or a
+/// grant's tokens.)
+pub(crate) fn revoke_owned(
+    txn: &WriteTransaction,
+    index: redb::TableDefinition<(u128, &[u8; 32]), ()>,
+    rows: &[redb::TableDefinition<&[u8; 32], &[u8]>],
+    owner: u128,
+) -> Result<usize, StoreError> {
+    let hashes: Vec<[u8; 32]> = {
+        let idx = txn.open_table(index)?;
+        let mut v = Vec::new();
+        for row in redb::ReadableTable::range(&idx, (owner, &[0u8; 32])..=(owner, &[0xffu8; 32]))? {
+            v.push(*row?.0.value().1);
+        }
+        v
+    };
+    let mut idx = txn.open_table(index)?;
+    for def in rows {
+        let mut t = txn.open_table(*def)?;
+        for h in &hashes {
+            t.remove(h)?;
+        }
+    }
+    for h in &hashes {
+        idx.remove((owner, h))?;
+    }
+    Ok(hashes.len())
+}
+
 /// Most queued writes one commit takes; bounds the latency of the first.
 const MAX_BATCH: usize = 256;
 /// redb's page cache; the default (1 GiB) is far more than a workspace needs

@@ -103,22 +103,5 @@ pub fn refresh_w(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<Refr
 
 /// Deletes every access and refresh token of a grant; returns how many.
 pub fn revoke_grant_tokens(txn: &WriteTransaction, grant: Uuid) -> Result<usize, StoreError> {
-    let g = grant.as_u128();
-    let hashes: Vec<TokenHash> = {
-        let idx = txn.open_table(GRANT_TOKENS)?;
-        let mut v = Vec::new();
-        for row in idx.range((g, &[0u8; 32])..=(g, &[0xffu8; 32]))? {
-            v.push(*row?.0.value().1);
-        }
-        v
-    };
-    let mut access = txn.open_table(ACCESS_TOKENS)?;
-    let mut refresh = txn.open_table(REFRESH_TOKENS)?;
-    let mut idx = txn.open_table(GRANT_TOKENS)?;
-    for h in &hashes {
-        access.remove(h)?;
-        refresh.remove(h)?;
-        idx.remove((g, h))?;
-    }
-    Ok(hashes.len())
+    super::revoke_owned(txn, GRANT_TOKENS, &[ACCESS_TOKENS, REFRESH_TOKENS], grant.as_u128())
 }

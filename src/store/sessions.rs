@@ -42,21 +42,5 @@ pub fn remove(txn: &WriteTransaction, hash: &TokenHash) -> Result<(), StoreError
 
 /// Ends every session of a member; returns how many.
 pub fn revoke_for_member(txn: &WriteTransaction, member: Uuid) -> Result<usize, StoreError> {
-    let id = member.as_u128();
-    let hashes: Vec<TokenHash> = {
-        let idx = txn.open_table(MEMBER_SESSIONS)?;
-        let mut v = Vec::new();
-        for row in idx.range((id, &[0u8; 32])..=(id, &[0xffu8; 32]))? {
-            let (k, _) = row?;
-            v.push(*k.value().1);
-        }
-        v
-    };
-    let mut sessions = txn.open_table(SESSIONS)?;
-    let mut idx = txn.open_table(MEMBER_SESSIONS)?;
-    for h in &hashes {
-        sessions.remove(h)?;
-        idx.remove((id, h))?;
-    }
-    Ok(hashes.len())
+    super::revoke_owned(txn, MEMBER_SESSIONS, &[SESSIONS], member.as_u128())
 }
