@@ -273,8 +273,13 @@ fn write_joined(
 }
 
 /// Canonical filter text: lowercase keywords, single spaces, JSON literals,
-/// parentheses only where precedence needs them. `parse(&f.to_string())`
-/// yields `f` again for every parsed filter.
+/// parentheses only where precedence needs them. Parsing the printed text
+/// yields `f` again for every parsed filter, with one caveat: the length
+/// limit applies to what clients send, and the canonical form can be longer
+/// (bare values gain quotes, control characters become `\u00XX`), so a
+/// filter near the limit round-trips only with `max_len` lifted. Found by
+/// `fuzz/fuzz_targets/filter.rs` (inputs in `fuzz/regressions/filter/`);
+/// nothing in the server re-parses printed filters.
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write(f, 0)
