@@ -300,18 +300,20 @@ pub fn apply_ops(
         }
         _ => false,
     };
+    if !ignored.is_empty() {
+        // Rule 6: references to people who are not members are not errors,
+        // but admins can see them in the audit log.
+        audit(
+            txn,
+            now,
+            editor,
+            team.id,
+            "team.members_ignored",
+            json!({"unknown_members": ignored}),
+        )?;
+    }
     let changed = team != current || !added.is_empty() || !removed.is_empty();
     if !changed {
-        if !ignored.is_empty() {
-            audit(
-                txn,
-                now,
-                editor,
-                team.id,
-                "team.members_ignored",
-                json!({"unknown_members": ignored}),
-            )?;
-        }
         return Ok(Ok(current));
     }
     if !created_now {
@@ -364,18 +366,6 @@ pub fn apply_ops(
             team.id,
             "team.members_removed",
             json!({"members": ids}),
-        )?;
-    }
-    if !ignored.is_empty() {
-        // Rule 6: references to people who are not members are not errors,
-        // but admins can see them in the audit log.
-        audit(
-            txn,
-            now,
-            editor,
-            team.id,
-            "team.members_ignored",
-            json!({"unknown_members": ignored}),
         )?;
     }
     Ok(Ok(team))
