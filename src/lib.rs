@@ -47,6 +47,17 @@ pub mod paths {
     pub const REVOKE: &str = "/oauth/revoke";
     pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
     pub const METRICS: &str = "/metrics";
+    /// The admin console.
+    pub const ADMIN: &str = "/admin";
+    pub const ADMIN_MEMBERS: &str = "/admin/members";
+    pub const ADMIN_INVITE: &str = "/admin/members/new";
+    pub const ADMIN_TEAMS: &str = "/admin/teams";
+    pub const ADMIN_CONNECTIONS: &str = "/admin/connections";
+    pub const ADMIN_CLIENTS: &str = "/admin/clients";
+    pub const ADMIN_DOMAINS: &str = "/admin/domains";
+    pub const ADMIN_AUDIT: &str = "/admin/audit";
+    pub const ADMIN_MAIL: &str = "/admin/mail";
+    pub const ADMIN_SYNC_ERRORS: &str = "/admin/sync-errors";
 }
 
 #[derive(Clone)]

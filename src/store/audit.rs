@@ -25,3 +25,21 @@ pub fn recent(txn: &ReadTransaction, limit: usize) -> Result<Vec<(u64, AuditEntr
     }
     Ok(out)
 }
+
+/// Entries older than `before` (all when `None`), newest first, until `f`
+/// returns false.
+pub fn scan_back(
+    txn: &ReadTransaction,
+    before: Option<u64>,
+    mut f: impl FnMut(u64, AuditEntry) -> bool,
+) -> Result<(), StoreError> {
+    let t = txn.open_table(AUDIT)?;
+    let end = before.unwrap_or(u64::MAX);
+    for row in t.range(..end)?.rev() {
+        let (k, v) = row?;
+        if !f(k.value(), decode(v.value())?) {
+            break;
+        }
+    }
+    Ok(())
+}

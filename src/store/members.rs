@@ -163,6 +163,11 @@ pub fn active_admin_count_w(txn: &WriteTransaction) -> Result<u64, StoreError> {
     Ok(txn.open_table(ACTIVE_ADMINS)?.len()?)
 }
 
+/// Number of active admins, in a read transaction.
+pub fn active_admin_count(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    Ok(txn.open_table(ACTIVE_ADMINS)?.len()?)
+}
+
 /// Number of listed (not removed) members.
 pub fn listed_count(txn: &ReadTransaction) -> Result<u64, StoreError> {
     ORDER.len(txn)
@@ -193,4 +198,32 @@ pub fn scan(txn: &ReadTransaction, mut f: impl FnMut(Member) -> bool) -> Result<
         Some(v) => Ok(f(decode(v.value())?)),
         None => Ok(true),
     })
+}
+
+/// Listed members from position `offset` on, in creation order, until `f`
+/// returns false (the console's filtered listing resumes where it stopped).
+pub fn scan_from(txn: &ReadTransaction, offset: u64, mut f: impl FnMut(Member) -> bool) -> Result<(), StoreError> {
+    let members = txn.open_table(MEMBERS)?;
+    ORDER.scan_from(txn, offset, |id| match members.get(id)? {
+        Some(v) => Ok(f(decode(v.value())?)),
+        None => Ok(true),
+    })
+}
+
+/// Every member (removed ones included) with an id after `after`, in id
+/// order, until `f` returns false.
+pub fn scan_all_after(
+    txn: &ReadTransaction,
+    after: Option<Uuid>,
+    mut f: impl FnMut(Member) -> bool,
+) -> Result<(), StoreError> {
+    let members = txn.open_table(MEMBERS)?;
+    let start = after.map(|a| a.as_u128().saturating_add(1)).unwrap_or(0);
+    for row in members.range(start..)? {
+        let (_, v) = row?;
+        if !f(decode(v.value())?) {
+            break;
+        }
+    }
+    Ok(())
 }

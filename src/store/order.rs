@@ -58,9 +58,25 @@ impl OrderIndex {
 
     /// Ids of entries `offset .. offset + limit` in order.
     pub fn page(&self, txn: &ReadTransaction, offset: u64, limit: usize) -> Result<Vec<u128>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(1000));
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(out);
         }
+        self.scan_from(txn, offset, |id| {
+            out.push(id);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Ids from position `offset` on, in order, until `f` returns false;
+    /// finding the start costs the same as [`OrderIndex::page`].
+    pub fn scan_from(
+        &self,
+        txn: &ReadTransaction,
+        offset: u64,
+        mut f: impl FnMut(u128) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let blocks = txn.open_table(self.blocks)?;
         let mut skip = offset;
         let mut start_seq = None;
@@ -74,21 +90,19 @@ impl OrderIndex {
             skip -= n;
         }
         let Some(start_seq) = start_seq else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let order = txn.open_table(self.order)?;
-        let mut out = Vec::with_capacity(limit.min(1000));
         for row in order
             .range(start_seq..)?
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
         {
             let (_, id) = row?;
-            out.push(id.value());
-            if out.len() == limit {
+            if !f(id.value())? {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every id in order, until `f` returns false.

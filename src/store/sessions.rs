@@ -44,3 +44,10 @@ pub fn remove(txn: &WriteTransaction, hash: &TokenHash) -> Result<(), StoreError
 pub fn revoke_for_member(txn: &WriteTransaction, member: Uuid) -> Result<usize, StoreError> {
     super::revoke_owned(txn, MEMBER_SESSIONS, &[SESSIONS], member.as_u128())
 }
+
+/// Sessions of a member (expired ones included until they are swept).
+pub fn count_for_member(txn: &ReadTransaction, member: Uuid) -> Result<usize, StoreError> {
+    let id = member.as_u128();
+    let idx = txn.open_table(MEMBER_SESSIONS)?;
+    Ok(idx.range((id, &[0u8; 32])..=(id, &[0xffu8; 32]))?.count())
+}

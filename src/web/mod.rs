@@ -3,6 +3,7 @@
 //! Every page carries strict security headers; every form carries a CSRF
 //! token; nothing needs JavaScript.
 
+pub mod console;
 pub mod pages;
 pub mod session;
 
@@ -34,6 +35,26 @@ pub fn routes(app: App) -> Router<App> {
             get(pages::set_password_form).post(pages::set_password_use),
         )
         .route(paths::STYLE, get(style))
+        .route(paths::ADMIN, get(console::index))
+        .route(paths::ADMIN_MEMBERS, get(console::members))
+        .route(paths::ADMIN_INVITE, get(console::invite_form).post(console::invite))
+        .route("/admin/members/{id}", get(console::member).post(console::member_action))
+        .route(paths::ADMIN_TEAMS, get(console::teams).post(console::team_create))
+        .route("/admin/teams/{id}", get(console::team).post(console::team_action))
+        .route(
+            paths::ADMIN_CONNECTIONS,
+            get(console::connections_list).post(console::connections_action),
+        )
+        .route(
+            paths::ADMIN_CLIENTS,
+            get(console::clients_list).post(console::clients_action),
+        )
+        .route(
+            paths::ADMIN_DOMAINS,
+            get(console::domains_list).post(console::domains_action),
+        )
+        .route(paths::ADMIN_AUDIT, get(console::audit))
+        .route(paths::ADMIN_SYNC_ERRORS, get(console::sync_errors))
         .layer(middleware::from_fn_with_state(app, html_errors))
         .layer(middleware::from_fn(security_headers))
 }

@@ -46,6 +46,7 @@ pub async fn create_static_token(app: &App, name: &str, actor: Actor) -> Result<
         kind: ConnectionKind::StaticToken,
         created_ms: now,
         revoked_ms: None,
+        last_used_ms: None,
     };
     let token = new_token(TokenKind::Scim, app.rng.as_ref());
     let hash = hash_token(&token);
@@ -146,7 +147,8 @@ pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, St
     }
     let hash = hash_token(bearer);
     let now = app.clock.now_ms();
-    app.store
+    let found = app
+        .store
         .read(move |txn| {
             let Some(t) = store::connections::token(txn, &hash)? else {
                 return Ok(None);
@@ -160,9 +162,39 @@ pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, St
             if c.revoked_ms.is_some() {
                 return Ok(None);
             }
-            Ok(Some(ScimCtx::new(c)))
+            Ok(Some(c))
         })
-        .await
+        .await?;
+    let Some(c) = found else {
+        return Ok(None);
+    };
+    if c.last_used_ms.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
+        record_use(app, move |txn| {
+            if let Some(mut c) = store::connections::get_w(txn, c.id)?
+                && c.revoked_ms.is_none()
+            {
+                c.last_used_ms = Some(now);
+                store::connections::put(txn, &c)?;
+            }
+            Ok(())
+        });
+    }
+    Ok(Some(ScimCtx::new(c)))
+}
+
+/// "Last used" is recorded at most this often, so SCIM traffic does not
+/// turn into a write per request.
+const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// Records a use in the background; the request does not wait for it.
+fn record_use(app: &App, f: impl Fn(&redb::WriteTransaction) -> Result<(), StoreError> + Send + Sync + 'static) {
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        let r = store.write(move |txn| Ok(Ok::<(), ()>(f(txn)?))).await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not record a token's use");
+        }
+    });
 }
 
 async fn authenticate_access_token(app: &App, bearer: &str) -> Result<Option<ScimCtx>, StoreError> {
@@ -195,26 +227,16 @@ async fn authenticate_access_token(app: &App, bearer: &str) -> Result<Option<Sci
     let Some((grant, connection)) = found else {
         return Ok(None);
     };
-    // "Last used" for the console, recorded at most once a minute so SCIM
-    // traffic does not turn into a write per request.
-    if grant.last_used_ms.is_none_or(|t| now - t >= 60_000) {
-        let store = app.store.clone();
+    if grant.last_used_ms.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
         let id = grant.id;
-        tokio::spawn(async move {
-            let r = store
-                .write(move |txn| {
-                    if let Some(mut g) = store::oauth::grant_w(txn, id)?
-                        && g.revoked_ms.is_none()
-                    {
-                        g.last_used_ms = Some(now);
-                        store::oauth::put_grant(txn, &g)?;
-                    }
-                    Ok(Ok::<(), ()>(()))
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "could not record grant use");
+        record_use(app, move |txn| {
+            if let Some(mut g) = store::oauth::grant_w(txn, id)?
+                && g.revoked_ms.is_none()
+            {
+                g.last_used_ms = Some(now);
+                store::oauth::put_grant(txn, &g)?;
             }
+            Ok(())
         });
     }
     Ok(Some(ScimCtx::new(connection)))

@@ -40,12 +40,14 @@ pub fn invite(ws: &Workspace, m: &Member, accept_url: &str, now_ms: i64) -> Mail
     )
 }
 
-/// Domain verified: the person is a member at once.
-pub fn added(ws: &Workspace, m: &Member, now_ms: i64) -> Mail {
+/// Domain verified: the person is a member at once. `by` says who added
+/// them ("your organisation's identity provider", "an admin").
+pub fn added(ws: &Workspace, m: &Member, by: &str, now_ms: i64) -> Mail {
     let body = format!(
-        "{}\n\nYou have been added to the workspace \"{}\" by your organisation's identity provider.\n",
+        "{}\n\nYou have been added to the workspace \"{}\" by {}.\n",
         greeting(m),
-        ws.name
+        ws.name,
+        by
     );
     mail(
         m,
@@ -67,3 +69,26 @@ pub fn welcome(ws: &Workspace, m: &Member, set_password_url: &str, now_ms: i64) 
     );
     mail(m, MailKind::Welcome, format!("Welcome to {}", ws.name), body, now_ms)
 }
+
+/// An admin sent a (new) set-password link, e.g. for a forgotten password.
+pub fn set_password(ws: &Workspace, m: &Member, set_password_url: &str, now_ms: i64) -> Mail {
+    let body = format!(
+        "{}\n\nAn admin of \"{}\" sent you a link to choose a new password for {}.\n\nOpen it within 3 days (it works once):\n{}\n\nIf you did not ask for this, you can ignore this mail; your current password keeps working.\n",
+        greeting(m),
+        ws.name,
+        m.email,
+        set_password_url
+    );
+    mail(
+        m,
+        MailKind::SetPassword,
+        format!("Choose a password for {}", ws.name),
+        body,
+        now_ms,
+    )
+}
+
+/// The identity-provider wording of [`added`].
+pub const BY_IDP: &str = "your organisation's identity provider";
+/// The console wording of [`added`].
+pub const BY_ADMIN: &str = "an admin";

@@ -90,12 +90,12 @@ fn email_domain(email: &str) -> String {
         .unwrap_or_default()
 }
 
-fn domain_verified(ws: &Workspace, email: &str) -> bool {
+pub(super) fn domain_verified(ws: &Workspace, email: &str) -> bool {
     let d = email_domain(email);
     ws.domains.iter().any(|x| x.verified && x.name == d)
 }
 
-fn audit(
+pub(super) fn audit(
     txn: &WriteTransaction,
     now: i64,
     actor: &Actor,
@@ -127,7 +127,12 @@ fn validate(input: &MemberInput) -> Result<(), RuleError> {
 }
 
 /// Issues a one-time link of `purpose` for `member` and returns its URL.
-fn issue_link(txn: &WriteTransaction, fresh: &Fresh, member: Uuid, purpose: LinkPurpose) -> Result<String, StoreError> {
+pub(super) fn issue_link(
+    txn: &WriteTransaction,
+    fresh: &Fresh,
+    member: Uuid,
+    purpose: LinkPurpose,
+) -> Result<String, StoreError> {
     let ttl = match purpose {
         LinkPurpose::Invite => INVITE_TTL_MS,
         LinkPurpose::SetPassword | LinkPurpose::Login => SET_PASSWORD_TTL_MS,
@@ -231,7 +236,7 @@ pub fn provision(txn: &WriteTransaction, ctx: &ScimCtx, input: &MemberInput, fre
     )?;
     if !suspended {
         if verified {
-            store::outbox::push(txn, &mail::added(&ws, &member, fresh.now_ms))?;
+            store::outbox::push(txn, &mail::added(&ws, &member, mail::BY_IDP, fresh.now_ms))?;
             let url = issue_link(txn, fresh, member.id, LinkPurpose::SetPassword)?;
             store::outbox::push(txn, &mail::welcome(&ws, &member, &url, fresh.now_ms))?;
         } else {
@@ -423,7 +428,7 @@ fn apply(
 
 /// `active=true` brings a member back to active, or to invited if they never
 /// accepted their invitation.
-fn restored_status(m: &Member) -> Status {
+pub(super) fn restored_status(m: &Member) -> Status {
     match m.status {
         Status::Active | Status::Invited => m.status,
         Status::Suspended | Status::Removed => {
@@ -437,7 +442,7 @@ fn restored_status(m: &Member) -> Status {
 }
 
 /// Ends every session and outstanding one-time link of a member.
-fn revoke_access(txn: &WriteTransaction, member: Uuid) -> Result<(), StoreError> {
+pub(super) fn revoke_access(txn: &WriteTransaction, member: Uuid) -> Result<(), StoreError> {
     store::sessions::revoke_for_member(txn, member)?;
     store::links::revoke_for_member(txn, member)?;
     Ok(())

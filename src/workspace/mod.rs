@@ -2,6 +2,7 @@
 //! input into these operations; each operation is one write transaction that
 //! also appends its audit row.
 
+pub mod admin;
 pub mod connections;
 pub mod domains;
 pub mod mail;
@@ -10,6 +11,7 @@ pub mod model;
 pub mod oauth;
 pub mod sessions;
 pub mod teams;
+pub mod views;
 
 use crate::clock::{new_uuid, rfc3339};
 use crate::secret::{TokenKind, hash_token, new_token};

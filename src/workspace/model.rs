@@ -144,6 +144,10 @@ pub struct Connection {
     pub created_ms: i64,
     #[serde(default)]
     pub revoked_ms: Option<i64>,
+    /// When a static token of this connection last authenticated a SCIM
+    /// request (recorded at most once a minute).
+    #[serde(default)]
+    pub last_used_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

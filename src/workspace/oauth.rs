@@ -119,6 +119,7 @@ pub async fn register(
         kind: ConnectionKind::OAuthGrant,
         created_ms: now,
         revoked_ms: None,
+        last_used_ms: None,
     };
     let client = OAuthClient {
         client_id,
