@@ -64,6 +64,14 @@ enum Command {
         #[arg(long)]
         admin_email: Option<String>,
     },
+    /// Workspace admins: `admin create EMAIL` adds an admin (active at once
+    /// on a verified domain, else invited) and prints their one-time link.
+    Admin {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// SCIM bearer tokens (IdP connections with a static token).
     Token {
         #[command(flatten)]
@@ -131,6 +139,17 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminAction {
+    /// Add an admin by email and print their one-time link.
+    Create {
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -359,6 +378,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("{}", b.login_url);
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        Command::Admin { cfg, action } => {
+            let req = match action {
+                AdminAction::Create { email, name } => AdminRequest::AdminCreate { email, name },
+            };
+            admin(&cfg, req)
         }
         Command::Token { cfg, action } => {
             let req = match action {

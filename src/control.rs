@@ -12,9 +12,10 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::App;
 use crate::clock::rfc3339;
+use crate::workspace::admin::{self, AdminCtx, Invitation};
 use crate::workspace::connections;
 use crate::workspace::domains::{self, DomainChange};
-use crate::workspace::model::{Actor, ClientKind, Management, Team};
+use crate::workspace::model::{Actor, ClientKind, Management, Role, Status, Team};
 use crate::workspace::oauth;
 use crate::workspace::teams::{self, PersonOp};
 
@@ -24,6 +25,10 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum AdminRequest {
+    AdminCreate {
+        email: String,
+        name: Option<String>,
+    },
     TokenCreate {
         name: String,
     },
@@ -120,6 +125,29 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
                 "Revoked connection {:?} (id {}); its tokens no longer work.\n",
                 c.name, c.id
             ))
+        }
+        AdminRequest::AdminCreate { email, name } => {
+            let inv = Invitation {
+                email,
+                display_name: name,
+                role: Role::Admin,
+            };
+            let done = admin::invite(app, &AdminCtx::operator(), inv)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let m = &done.member;
+            Ok(if m.status == Status::Active {
+                format!(
+                    "Added admin {} (id {}): their domain is verified, so they are active now.\nThey choose a password with this one-time link (also in the mail outbox, valid 3 days):\n{}\n",
+                    m.email, m.id, done.link_url
+                )
+            } else {
+                format!(
+                    "Invited admin {} (id {}). They become active when they accept with this one-time link (also in the mail outbox, valid 14 days):\n{}\n",
+                    m.email, m.id, done.link_url
+                )
+            })
         }
         AdminRequest::TokenList => {
             let all = connections::list(app).await.map_err(|e| e.to_string())?;
