@@ -70,6 +70,8 @@ pub struct App {
     pub hash_permits: Arc<tokio::sync::Semaphore>,
     /// Login and token-endpoint throttles.
     pub throttle: Arc<ratelimit::Throttle>,
+    /// Recently checked SCIM bearer tokens (see `workspace::connections`).
+    pub auth_cache: Arc<workspace::connections::AuthCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,7 @@ impl App {
             rng,
             hash_permits: Arc::new(tokio::sync::Semaphore::new(2)),
             throttle: Arc::new(ratelimit::Throttle::default()),
+            auth_cache: Arc::default(),
         })
     }
 

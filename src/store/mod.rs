@@ -20,6 +20,7 @@ pub mod teams;
 pub mod workspace;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -124,6 +125,7 @@ struct TypedJob<F, R, E> {
     f: F,
     out: Option<Result<R, E>>,
     reply: oneshot::Sender<JobResult<R, E>>,
+    generation: Arc<AtomicU64>,
 }
 
 impl<F, R, E> Job for TypedJob<F, R, E>
@@ -150,6 +152,11 @@ where
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        if commit.is_ok() {
+            // Before anyone hears of the commit, so a cache keyed on the
+            // generation can never outlive a change it has not seen.
+            self.generation.fetch_add(1, Ordering::Release);
+        }
         let answer = match (commit, self.out) {
             (Ok(()), Some(out)) => Ok(out),
             (Ok(()), None) => Err(StoreError::Database("operation did not run".into())),
@@ -166,6 +173,8 @@ struct Inner {
     path: PathBuf,
     queue: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Bumped by the writer after every durable commit (see [`Store::generation`]).
+    generation: Arc<AtomicU64>,
 }
 
 /// Handle to the open database; cheap to clone.
@@ -223,6 +232,7 @@ impl Store {
                 path: path.to_owned(),
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
+                generation: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -310,13 +320,25 @@ impl Store {
         E: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob { f, out: None, reply });
+        let job = Box::new(TypedJob {
+            f,
+            out: None,
+            reply,
+            generation: self.inner.generation.clone(),
+        });
         {
             let queue = self.inner.queue.lock().map_err(|_| StoreError::Closed)?;
             let sender = queue.as_ref().ok_or(StoreError::Closed)?;
             sender.send(job).map_err(|_| StoreError::Closed)?;
         }
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A number that changes after every committed write, before its caller
+    /// is answered. Read it *before* a read transaction: a value derived
+    /// from that read stays valid for as long as the generation is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Writes a consistent snapshot of the live database to `out` without

@@ -135,20 +135,103 @@ pub async fn revoke(app: &App, id_or_name: &str, actor: Actor) -> Result<Connect
         .await?
 }
 
+/// Recently checked bearer tokens: SHA-256 of the token → what it proved,
+/// valid while the store's generation is unchanged (any committed write,
+/// a revocation included, empties it in effect) and the token unexpired.
+/// A SCIM read then costs one store hop instead of two.
+#[derive(Default)]
+pub struct AuthCache {
+    entries: std::sync::Mutex<std::collections::HashMap<crate::secret::TokenHash, Cached>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    generation: u64,
+    ctx: ScimCtx,
+    expires_ms: Option<i64>,
+    used: UseRecord,
+    last_used_ms: Option<i64>,
+}
+
+/// Where a token's "last used" time is kept.
+#[derive(Clone, Copy)]
+enum UseRecord {
+    Connection(Uuid),
+    Grant(Uuid),
+}
+
+/// Entries kept at most; the cache is emptied when full (tokens are few:
+/// one or two per identity provider).
+const AUTH_CACHE_MAX: usize = 4096;
+
+impl AuthCache {
+    fn get(&self, hash: &crate::secret::TokenHash, generation: u64, now: i64) -> Option<Cached> {
+        let map = self.entries.lock().ok()?;
+        map.get(hash)
+            .filter(|c| c.generation == generation && c.expires_ms.is_none_or(|e| now < e))
+            .cloned()
+    }
+
+    fn put(&self, hash: crate::secret::TokenHash, c: Cached) {
+        if let Ok(mut map) = self.entries.lock() {
+            if map.len() >= AUTH_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(hash, c);
+        }
+    }
+}
+
 /// The bearer check: a static SCIM token or an OAuth access token (scope
 /// scim), well-formed, known, unexpired, of a live grant and connection.
 /// Malformed tokens are rejected before any lookup.
 pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, StoreError> {
-    if well_formed(bearer, TokenKind::AccessToken) {
-        return authenticate_access_token(app, bearer).await;
-    }
-    if !well_formed(bearer, TokenKind::Scim) {
+    let access = well_formed(bearer, TokenKind::AccessToken);
+    if !access && !well_formed(bearer, TokenKind::Scim) {
         return Ok(None);
     }
     let hash = hash_token(bearer);
     let now = app.clock.now_ms();
-    let found = app
-        .store
+    // Read the generation before the store, so a write that lands after
+    // the read below makes this entry stale.
+    let generation = app.store.generation();
+    let found = match app.auth_cache.get(&hash, generation, now) {
+        Some(c) => Some(c),
+        None => {
+            let found = if access {
+                lookup_access_token(app, hash, now).await?
+            } else {
+                lookup_static_token(app, hash, now).await?
+            };
+            let Some((ctx, expires_ms, used, last_used_ms)) = found else {
+                return Ok(None);
+            };
+            let c = Cached {
+                generation,
+                ctx,
+                expires_ms,
+                used,
+                last_used_ms,
+            };
+            app.auth_cache.put(hash, c.clone());
+            Some(c)
+        }
+    };
+    let Some(c) = found else {
+        return Ok(None);
+    };
+    if c.last_used_ms.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
+        // The write bumps the generation, so the next request re-reads and
+        // caches the new time.
+        record_use(app, c.used, now);
+    }
+    Ok(Some(c.ctx))
+}
+
+type Found = Option<(ScimCtx, Option<i64>, UseRecord, Option<i64>)>;
+
+async fn lookup_static_token(app: &App, hash: crate::secret::TokenHash, now: i64) -> Result<Found, StoreError> {
+    app.store
         .read(move |txn| {
             let Some(t) = store::connections::token(txn, &hash)? else {
                 return Ok(None);
@@ -162,46 +245,14 @@ pub async fn authenticate(app: &App, bearer: &str) -> Result<Option<ScimCtx>, St
             if c.revoked_ms.is_some() {
                 return Ok(None);
             }
-            Ok(Some(c))
+            let (used, last) = (UseRecord::Connection(c.id), c.last_used_ms);
+            Ok(Some((ScimCtx::new(c), t.expires_ms, used, last)))
         })
-        .await?;
-    let Some(c) = found else {
-        return Ok(None);
-    };
-    if c.last_used_ms.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
-        record_use(app, move |txn| {
-            if let Some(mut c) = store::connections::get_w(txn, c.id)?
-                && c.revoked_ms.is_none()
-            {
-                c.last_used_ms = Some(now);
-                store::connections::put(txn, &c)?;
-            }
-            Ok(())
-        });
-    }
-    Ok(Some(ScimCtx::new(c)))
+        .await
 }
 
-/// "Last used" is recorded at most this often, so SCIM traffic does not
-/// turn into a write per request.
-const LAST_USED_EVERY_MS: i64 = 60_000;
-
-/// Records a use in the background; the request does not wait for it.
-fn record_use(app: &App, f: impl Fn(&redb::WriteTransaction) -> Result<(), StoreError> + Send + Sync + 'static) {
-    let store = app.store.clone();
-    tokio::spawn(async move {
-        let r = store.write(move |txn| Ok(Ok::<(), ()>(f(txn)?))).await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not record a token's use");
-        }
-    });
-}
-
-async fn authenticate_access_token(app: &App, bearer: &str) -> Result<Option<ScimCtx>, StoreError> {
-    let hash = hash_token(bearer);
-    let now = app.clock.now_ms();
-    let found = app
-        .store
+async fn lookup_access_token(app: &App, hash: crate::secret::TokenHash, now: i64) -> Result<Found, StoreError> {
+    app.store
         .read(move |txn| {
             let Some(t) = store::oauth::access(txn, &hash)? else {
                 return Ok(None);
@@ -221,23 +272,49 @@ async fn authenticate_access_token(app: &App, bearer: &str) -> Result<Option<Sci
             if c.revoked_ms.is_some() {
                 return Ok(None);
             }
-            Ok(Some((g, c)))
+            Ok(Some((
+                ScimCtx::new(c),
+                Some(t.expires_ms),
+                UseRecord::Grant(g.id),
+                g.last_used_ms,
+            )))
         })
-        .await?;
-    let Some((grant, connection)) = found else {
-        return Ok(None);
-    };
-    if grant.last_used_ms.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
-        let id = grant.id;
-        record_use(app, move |txn| {
-            if let Some(mut g) = store::oauth::grant_w(txn, id)?
-                && g.revoked_ms.is_none()
-            {
-                g.last_used_ms = Some(now);
-                store::oauth::put_grant(txn, &g)?;
-            }
-            Ok(())
-        });
-    }
-    Ok(Some(ScimCtx::new(connection)))
+        .await
+}
+
+/// "Last used" is recorded at most this often, so SCIM traffic does not
+/// turn into a write per request.
+const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// Records a use in the background; the request does not wait for it.
+fn record_use(app: &App, used: UseRecord, now: i64) {
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        let r = store
+            .write(move |txn| {
+                match used {
+                    UseRecord::Connection(id) => {
+                        if let Some(mut c) = store::connections::get_w(txn, id)?
+                            && c.revoked_ms.is_none()
+                        {
+                            c.last_used_ms = Some(now);
+                            store::connections::put(txn, &c)?;
+                        }
+                    }
+                    UseRecord::Grant(id) => {
+                        if let Some(mut g) = store::oauth::grant_w(txn, id)?
+                            && g.revoked_ms.is_none()
+                        {
+                            g.last_used_ms = Some(now);
+                            store::oauth::put_grant(txn, &g)?;
+                        }
+                    }
+                }
+                Ok(Ok::<(), ()>(()))
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not record a token's use");
+        }
+    });
 }

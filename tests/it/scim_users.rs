@@ -1606,8 +1606,29 @@ async fn auth_failures_are_401_scim_errors_with_www_authenticate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_token_is_refused() {
     let s = TestServer::start().await;
-    let (tok, _) = connection(&s, "okta").await;
+    let (tok, id) = connection(&s, "okta").await;
     assert_eq!(scim(&s, "GET", "/Users", Some(&tok), None).await.status, 200);
+    // The first use records "last used" in the background; once it is in,
+    // the next requests are answered from the bearer cache, which a
+    // revocation must still defeat on the very next request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let c = s
+            .app
+            .store
+            .read(move |txn| roster::store::connections::get(txn, id))
+            .await
+            .unwrap()
+            .unwrap();
+        if c.last_used_ms.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "last used never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(scim(&s, "GET", "/Users", Some(&tok), None).await.status, 200);
+    }
     roster::workspace::connections::revoke(&s.app, "okta", Actor::Operator)
         .await
         .unwrap();
