@@ -110,6 +110,7 @@ struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +179,9 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` /
+    /// `Forwarded` headers name the client; empty: such headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Absolute base URL without a trailing slash, e.g. `https://localhost:8443`.
     pub public_url: String,
     /// Host part of `public_url`, used for the self-signed certificate's SANs.
@@ -318,6 +322,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         )
     })?;
 
+    let mut trusted_proxies = Vec::new();
+    for p in raw.server.trusted_proxies.as_deref().unwrap_or_default() {
+        let net = p
+            .trim()
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| p.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                invalid(
+                    "server.trusted_proxies",
+                    format!("{p:?} is not an IP address or CIDR range, e.g. \"127.0.0.1\" or \"10.0.0.0/8\""),
+                )
+            })?;
+        trusted_proxies.push(net.trunc());
+    }
+
     let public_url_text = raw
         .server
         .public_url
@@ -416,6 +435,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     Ok(Config {
         listen,
+        trusted_proxies,
         public_url: public_url_text.to_owned(),
         public_host,
         data_dir,
@@ -627,6 +647,24 @@ mod tests {
         assert!(e.starts_with("test.toml: limits.max_connections: invalid type"), "{e}");
         let e = parse("[sever]\nx = 1\n").unwrap_err().to_string();
         assert!(e.starts_with("test.toml: sever: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let c = parse("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.3/8\", \"::1\"]\n").unwrap();
+        let want: Vec<ipnet::IpNet> = ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(c.trusted_proxies, want);
+        let e = parse("[server]\ntrusted_proxies = [\"proxy.local\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.trusted_proxies: \"proxy.local\" is not an IP address"),
+            "{e}"
+        );
+        assert!(Config::embedded_default().trusted_proxies.is_empty());
     }
 
     #[test]

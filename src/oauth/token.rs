@@ -4,10 +4,10 @@
 //! client credentials (service clients only). Every response is no-store.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -18,6 +18,7 @@ use super::{OAuthError, SCOPE_SCIM, authenticate_client, form, no_store_json};
 use crate::App;
 use crate::ratelimit::TOKEN_PER_ADDRESS;
 use crate::secret::{TokenHash, TokenKind, hash_token, new_token, well_formed};
+use crate::server::forwarded::ClientIp;
 use crate::store::{self, StoreError};
 use crate::workspace::model::{
     AccessToken, Actor, AuditEntry, ClientKind, Grant, OAuthClient, RefreshToken, Role, Status,
@@ -348,12 +349,12 @@ async fn client_credentials(app: &App, client: OAuthClient, p: &HashMap<String, 
 
 pub async fn token(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let now = app.clock.now_ms();
-    let key = format!("token-ip:{}", peer.ip());
+    let key = format!("token-ip:{client}");
     if let Some(secs) = app.throttle.blocked(&key, TOKEN_PER_ADDRESS, now) {
         let mut r = OAuthError {
             status: StatusCode::TOO_MANY_REQUESTS,

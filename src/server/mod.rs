@@ -3,6 +3,7 @@
 //! shutdown that stops accepting, lets in-flight requests finish within a
 //! bound, then closes the database.
 
+pub mod forwarded;
 pub mod notify;
 pub mod router;
 pub mod scheduled;
@@ -158,6 +159,7 @@ async fn renew_self_signed(reloader: TlsReloader, mut stop: watch::Receiver<bool
 
 async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop: watch::Receiver<bool>) {
     let limits = app.config.limits.clone();
+    let proxies: Arc<[ipnet::IpNet]> = app.config.trusted_proxies.clone().into();
     let router = router::build(app.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -199,8 +201,11 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
         let acceptor = acceptor.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let proxies = proxies.clone();
         let service = router.clone().map_request(move |mut req: axum::http::Request<_>| {
+            let client = forwarded::client_ip(peer.ip(), req.headers(), &proxies);
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req.extensions_mut().insert(forwarded::ClientIp(client));
             req
         });
         let handshake_timeout = limits.tls_handshake_timeout;

@@ -43,9 +43,15 @@ pub fn build(app: App) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
+            let client = req
+                .extensions()
+                .get::<super::forwarded::ClientIp>()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default();
             tracing::info_span!(
                 "request",
                 id = %id,
+                client = %client,
                 method = %req.method(),
                 path = %req.uri().path(),
                 route = tracing::field::Empty,

@@ -4,10 +4,9 @@
 //! One-time links are never consumed by a GET: mail scanners fetch links,
 //! so the GET shows a page whose button (a CSRF-protected POST) uses it.
 
-use std::net::SocketAddr;
-
 use askama::Template;
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::Extension;
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -15,6 +14,7 @@ use serde::Deserialize;
 use super::session::{self, PreCsrf, SESSION_COOKIE, SignedIn};
 use super::{message, render, workspace_name};
 use crate::ratelimit::{LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS};
+use crate::server::forwarded::ClientIp;
 use crate::workspace::model::{LinkPurpose, Management, Role, Status};
 use crate::workspace::sessions::{self, LinkError, NewSession};
 use crate::{App, paths, store};
@@ -112,7 +112,7 @@ fn too_many(workspace: &str, retry_after: u64) -> Response {
 
 pub async fn login(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     csrf: PreCsrf,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -130,7 +130,7 @@ pub async fn login(
         );
     }
     let now = app.clock.now_ms();
-    let ip_key = format!("login-ip:{}", peer.ip());
+    let ip_key = format!("login-ip:{client}");
     let account_key = format!("login-account:{}", f.email.trim().to_lowercase());
     let wait = app
         .throttle

@@ -1072,3 +1072,63 @@ async fn revocation_rfc7009_only_touches_the_callers_own_tokens() {
     assert_tokens(&t2, true);
     assert_eq!(scim_status(&s, &t2.s("access_token")).await, 200);
 }
+
+/// Sends `n` token requests with a bad client, each claiming to come from
+/// `xff`; returns the statuses.
+async fn token_burst(s: &TestServer, xff: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = post_raw(
+            s,
+            "/oauth/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-for", xff),
+            ],
+            b"grant_type=client_credentials&client_id=nobody&client_secret=x".to_vec(),
+        )
+        .await;
+        out.push(r.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    // No trusted proxies: X-Forwarded-For is ignored, so a client cannot
+    // dodge the per-address throttle by inventing addresses.
+    let s = TestServer::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..121 {
+        statuses.extend(token_burst(&s, &format!("198.51.100.{}", i % 250), 1).await);
+    }
+    assert!(statuses[..120].iter().all(|c| *c == 401), "{statuses:?}");
+    assert_eq!(statuses[120], 429, "the 121st request from one TCP peer is throttled");
+    s.stop().await;
+
+    // 127.0.0.1 is a trusted proxy: each forwarded client has its own
+    // budget, and a spoofed left-most hop does not change whose it is.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::test_config(dir.path());
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let s = TestServer::start_with(dir, config).await;
+    let first = token_burst(&s, "203.0.113.1", 120).await;
+    assert!(first.iter().all(|c| *c == 401), "{first:?}");
+    assert_eq!(token_burst(&s, "203.0.113.1", 1).await, vec![429]);
+    assert_eq!(
+        token_burst(&s, "203.0.113.1, 203.0.113.1", 1).await,
+        vec![429],
+        "repeating the hop changes nothing"
+    );
+    assert_eq!(
+        token_burst(&s, "9.9.9.9, 203.0.113.1", 1).await,
+        vec![429],
+        "a client-supplied left-most hop is not believed"
+    );
+    assert_eq!(
+        token_burst(&s, "203.0.113.2", 1).await,
+        vec![401],
+        "another client behind the proxy has its own budget"
+    );
+    s.stop().await;
+}
