@@ -80,12 +80,12 @@ impl Admin {
         }
     }
 
-    /// Refuses a form whose CSRF token is not this session's.
-    fn check(&self, submitted: &str) -> Result<(), Response> {
+    /// The refusal of a form whose CSRF token is not this session's.
+    fn refuse(&self, submitted: &str) -> Option<Response> {
         if session::equal(&self.live.session.csrf, submitted) {
-            Ok(())
+            None
         } else {
-            Err(message(
+            Some(message(
                 &self.workspace,
                 StatusCode::FORBIDDEN,
                 "This form has expired",
@@ -405,7 +405,7 @@ pub async fn invite_form(a: Admin) -> Response {
 }
 
 pub async fn invite(State(app): State<App>, a: Admin, Form(f): Form<ActionForm>) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     let inv = Invitation {
@@ -511,7 +511,7 @@ pub async fn member_action(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     let Ok(id) = Uuid::parse_str(&id) else {
@@ -661,7 +661,7 @@ fn team_error_text(e: &TeamError) -> String {
 }
 
 pub async fn team_create(State(app): State<App>, a: Admin, Form(f): Form<ActionForm>) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     match teams::person_create(&app, a.ctx.actor(), f.name.trim()).await {
@@ -750,7 +750,7 @@ pub async fn team_action(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     let Ok(id) = Uuid::parse_str(&id) else {
@@ -885,7 +885,7 @@ pub async fn connections_list(State(app): State<App>, a: Admin, Query(d): Query<
 }
 
 pub async fn connections_action(State(app): State<App>, a: Admin, Form(f): Form<ActionForm>) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     let actor = a.ctx.actor();
@@ -1017,7 +1017,7 @@ fn client_error_text(e: &ClientError) -> String {
 }
 
 pub async fn clients_action(State(app): State<App>, a: Admin, Form(f): Form<ActionForm>) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     let actor = a.ctx.actor();
@@ -1108,7 +1108,7 @@ pub async fn domains_list(State(app): State<App>, a: Admin, Query(d): Query<Done
 }
 
 pub async fn domains_action(State(app): State<App>, a: Admin, Form(f): Form<ActionForm>) -> Response {
-    if let Err(r) = a.check(&f.csrf) {
+    if let Some(r) = a.refuse(&f.csrf) {
         return r;
     }
     let (what, code) = match f.action.as_str() {
