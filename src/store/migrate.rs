@@ -30,6 +30,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "OAuth: clients, codes, grants, tokens",
         run: m0004_oauth,
     },
+    Migration {
+        name: "mail delivery: index of pending outbox mails",
+        run: m0005_outbox_due,
+    },
 ];
 
 /// The schema version this build writes.
@@ -97,6 +101,27 @@ fn m0004_oauth(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ACCESS_TOKENS)?;
     txn.open_table(REFRESH_TOKENS)?;
     txn.open_table(GRANT_TOKENS)?;
+    Ok(())
+}
+
+/// Creates the index the delivery worker reads and enters every mail that
+/// is still pending (before v5 nothing delivered them, so usually all).
+fn m0005_outbox_due(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut pending = Vec::new();
+    {
+        let outbox = txn.open_table(OUTBOX)?;
+        for row in outbox.iter()? {
+            let (k, v) = row?;
+            let m: crate::workspace::model::Mail = super::codec::decode(v.value())?;
+            if m.status == crate::workspace::model::MailStatus::Pending {
+                pending.push((m.next_attempt_ms, k.value()));
+            }
+        }
+    }
+    let mut due = txn.open_table(OUTBOX_DUE)?;
+    for key in pending {
+        due.insert(key, ())?;
+    }
     Ok(())
 }
 
