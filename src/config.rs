@@ -265,8 +265,7 @@ impl MailConfig {
     /// True when the relay is this machine (plain SMTP is fine there).
     pub fn is_loopback(&self) -> bool {
         let h = self.smtp_host.trim_start_matches('[').trim_end_matches(']');
-        h.eq_ignore_ascii_case("localhost")
-            || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -629,8 +628,18 @@ fn validate_mail(raw: RawMail) -> Result<MailConfig, ConfigError> {
         (None, None) => (None, None),
         (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => (Some(u), Some(Secret(p))),
         (Some(_), Some(_)) => return Err(invalid("mail.username", "username and password must not be empty")),
-        (Some(_), None) => return Err(invalid("mail.password", "mail.username is set, so mail.password is required")),
-        (None, Some(_)) => return Err(invalid("mail.username", "mail.password is set, so mail.username is required")),
+        (Some(_), None) => {
+            return Err(invalid(
+                "mail.password",
+                "mail.username is set, so mail.password is required",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "mail.username",
+                "mail.password is set, so mail.username is required",
+            ));
+        }
     };
     let config = MailConfig {
         smtp_host,
@@ -806,15 +815,30 @@ mod tests {
             ("[mail]\nfrom = \"r@example.com\"\n", "mail.smtp_host"),
             ("[mail]\nsmtp_host = \"h\"\n", "mail.from"),
             ("[mail]\nsmtp_host = \"h\"\nfrom = \"not a mailbox\"\n", "mail.from"),
-            ("[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsecurity = \"ssl\"\n", "mail.security"),
-            ("[mail]\nsmtp_host = \"smtp://h\"\nfrom = \"r@example.com\"\n", "mail.smtp_host"),
-            ("[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nusername = \"u\"\n", "mail.password"),
-            ("[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nmax_attempts = 0\n", "mail.max_attempts"),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsecurity = \"ssl\"\n",
+                "mail.security",
+            ),
+            (
+                "[mail]\nsmtp_host = \"smtp://h\"\nfrom = \"r@example.com\"\n",
+                "mail.smtp_host",
+            ),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nusername = \"u\"\n",
+                "mail.password",
+            ),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nmax_attempts = 0\n",
+                "mail.max_attempts",
+            ),
             (
                 "[mail]\nsmtp_host = \"smtp.example.com\"\nfrom = \"r@example.com\"\nsecurity = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
                 "mail.security",
             ),
-            ("[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsmtp_hots = \"x\"\n", "mail.smtp_hots"),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsmtp_hots = \"x\"\n",
+                "mail.smtp_hots",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

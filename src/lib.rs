@@ -1,13 +1,14 @@
 //! roster: an on-premises SCIM 2.0 + OAuth 2.0 appliance for one workspace.
 //!
 //! `App` is the shared state every surface receives: the validated config,
-//! the store, and the injected clock and RNG.
+//! the store, the injected clock and RNG, and the mail worker's wake-up.
 
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod password;
@@ -59,6 +60,8 @@ pub struct App {
     pub hash_permits: Arc<tokio::sync::Semaphore>,
     /// Login and token-endpoint throttles.
     pub throttle: Arc<ratelimit::Throttle>,
+    /// Wakes the mail delivery worker (a retried mail); it also polls.
+    pub mail_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,7 @@ impl App {
             rng,
             hash_permits: Arc::new(tokio::sync::Semaphore::new(2)),
             throttle: Arc::new(ratelimit::Throttle::default()),
+            mail_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
