@@ -186,3 +186,48 @@ pub fn run(db: &Database) -> Result<Vec<&'static str>, StoreError> {
         ran.push(m.name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::model::{Mail, MailKind, MailStatus};
+
+    fn mail(status: MailStatus) -> Mail {
+        Mail {
+            to: "a@example.com".into(),
+            kind: MailKind::Invite,
+            subject: "s".into(),
+            body: "b".into(),
+            created_ms: 5,
+            status,
+            attempts: 0,
+            last_error: None,
+            next_attempt_ms: 0,
+            sent_ms: None,
+        }
+    }
+
+    /// Mails queued before v5 (nothing delivered them) must not be stranded
+    /// outside the due index.
+    #[test]
+    fn m0005_indexes_mails_already_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("m.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(OUTBOX).unwrap();
+            for (seq, status) in [
+                (1, MailStatus::Pending),
+                (2, MailStatus::Sent),
+                (3, MailStatus::Pending),
+            ] {
+                t.insert(seq, super::super::codec::encode(&mail(status)).unwrap().as_slice())
+                    .unwrap();
+            }
+        }
+        m0005_outbox_due(&txn).unwrap();
+        let due = txn.open_table(OUTBOX_DUE).unwrap();
+        let keys: Vec<(i64, u64)> = due.iter().unwrap().map(|r| r.unwrap().0.value()).collect();
+        assert_eq!(keys, vec![(0, 1), (0, 3)]);
+    }
+}
