@@ -13,7 +13,7 @@ use hyper::body::Bytes;
 
 use crate::config::{Config, LogFormat};
 use crate::control::{self, AdminRequest};
-use crate::workspace::model::ClientKind;
+use crate::workspace::model::{ClientKind, MailStatus};
 use crate::{App, paths, server, workspace};
 
 #[derive(Debug, Parser)]
@@ -108,6 +108,13 @@ enum Command {
         cfg: ConfigArgs,
         #[command(subcommand)]
         action: GrantAction,
+    },
+    /// The mail outbox: list, show (to hand a mail over by hand), retry.
+    Mail {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: MailAction,
     },
     /// Write a consistent snapshot of the database to OUT, while the server
     /// runs (through its control socket) or not.
@@ -220,6 +227,40 @@ enum GrantAction {
     List,
     /// Revoke a grant: its tokens stop working at once.
     Revoke { grant_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailAction {
+    /// List mails, newest first: seq, status, attempts, created, to, subject.
+    List {
+        /// Only mails with this status.
+        #[arg(long, value_enum)]
+        status: Option<MailStatusArg>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print one mail: headers, delivery state and the whole body.
+    Show { seq: u64 },
+    /// Send a failed (or pending) mail again, now, with a fresh attempt count.
+    Retry { seq: u64 },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MailStatusArg {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl From<MailStatusArg> for MailStatus {
+    fn from(s: MailStatusArg) -> MailStatus {
+        match s {
+            MailStatusArg::Pending => MailStatus::Pending,
+            MailStatusArg::Sent => MailStatus::Sent,
+            MailStatusArg::Failed => MailStatus::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -443,6 +484,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let req = match action {
                 GrantAction::List => AdminRequest::GrantList,
                 GrantAction::Revoke { grant_id } => AdminRequest::GrantRevoke { grant_id },
+            };
+            admin(&cfg, req)
+        }
+        Command::Mail { cfg, action } => {
+            let req = match action {
+                MailAction::List { status, limit } => AdminRequest::MailList {
+                    status: status.map(MailStatus::from),
+                    limit,
+                },
+                MailAction::Show { seq } => AdminRequest::MailShow { seq },
+                MailAction::Retry { seq } => AdminRequest::MailRetry { seq },
             };
             admin(&cfg, req)
         }

@@ -49,6 +49,22 @@ struct RawConfig {
     backup: RawBackup,
     #[serde(default)]
     metrics: RawMetrics,
+    /// Absent: no delivery, mails stay in the outbox.
+    mail: Option<RawMail>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    smtp_host: Option<String>,
+    smtp_port: Option<u64>,
+    security: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    from: Option<String>,
+    timeout_secs: Option<u64>,
+    max_attempts: Option<u64>,
+    retry_base_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +221,56 @@ pub struct Config {
     pub backup: Option<BackupConfig>,
     /// Bearer token Prometheus must send to `/metrics`; `None` = no endpoint.
     pub metrics_token: Option<Secret>,
+    /// SMTP delivery of the outbox; `None` = mails stay in the outbox.
+    pub mail: Option<MailConfig>,
+}
+
+/// How the connection to the SMTP relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    StartTls,
+    /// TLS from the first byte, "SMTPS" (port 465).
+    Tls,
+    /// No encryption (port 25): only sensible for a relay on this machine.
+    None,
+}
+
+impl MailSecurity {
+    pub fn default_port(self) -> u16 {
+        match self {
+            MailSecurity::StartTls => 587,
+            MailSecurity::Tls => 465,
+            MailSecurity::None => 25,
+        }
+    }
+}
+
+/// `[mail]`: the SMTP relay the outbox is delivered through.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub security: MailSecurity,
+    /// SMTP AUTH user and password; both or neither.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The `From:` of every mail (and the envelope sender).
+    pub from: lettre::message::Mailbox,
+    /// Bound on each step of one SMTP conversation.
+    pub timeout: Duration,
+    /// Attempts before a mail is marked failed.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; doubles after each further one.
+    pub retry_base: Duration,
+}
+
+impl MailConfig {
+    /// True when the relay is this machine (plain SMTP is fine there).
+    pub fn is_loopback(&self) -> bool {
+        let h = self.smtp_host.trim_start_matches('[').trim_end_matches(']');
+        h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -464,6 +530,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             }
             Some(t) => Some(Secret(t)),
         },
+        mail: raw.mail.map(validate_mail).transpose()?,
         backup: match raw.backup.dir {
             None => {
                 if raw.backup.interval_minutes.is_some() || raw.backup.keep.is_some() {
@@ -530,6 +597,91 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ),
         },
     })
+}
+
+fn validate_mail(raw: RawMail) -> Result<MailConfig, ConfigError> {
+    let security = match raw.security.as_deref().unwrap_or("starttls") {
+        "starttls" => MailSecurity::StartTls,
+        "tls" => MailSecurity::Tls,
+        "none" => MailSecurity::None,
+        other => {
+            return Err(invalid(
+                "mail.security",
+                format!("{other:?} is not one of \"starttls\", \"tls\", \"none\""),
+            ));
+        }
+    };
+    let smtp_host = raw
+        .smtp_host
+        .ok_or_else(|| invalid("mail.smtp_host", "is required in [mail], e.g. \"smtp.example.com\""))?;
+    let host_ok = !smtp_host.is_empty()
+        && smtp_host.len() <= 253
+        && smtp_host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(invalid(
+            "mail.smtp_host",
+            format!("{smtp_host:?} is not a host name or IP address (no scheme, no port)"),
+        ));
+    }
+    let smtp_port = bounded(
+        "mail.smtp_port",
+        raw.smtp_port,
+        u64::from(security.default_port()),
+        1,
+        65_535,
+    )? as u16;
+    let from_text = raw.from.ok_or_else(|| {
+        invalid(
+            "mail.from",
+            "is required in [mail], e.g. \"roster <roster@example.com>\"",
+        )
+    })?;
+    let from: lettre::message::Mailbox = from_text.parse().map_err(|e| {
+        invalid(
+            "mail.from",
+            format!("{from_text:?} is not a mailbox like \"roster <roster@example.com>\": {e}"),
+        )
+    })?;
+    let (username, password) = match (raw.username, raw.password) {
+        (None, None) => (None, None),
+        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => (Some(u), Some(Secret(p))),
+        (Some(_), Some(_)) => return Err(invalid("mail.username", "username and password must not be empty")),
+        (Some(_), None) => {
+            return Err(invalid(
+                "mail.password",
+                "mail.username is set, so mail.password is required",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "mail.username",
+                "mail.password is set, so mail.username is required",
+            ));
+        }
+    };
+    let config = MailConfig {
+        smtp_host,
+        smtp_port,
+        security,
+        username,
+        password,
+        from,
+        timeout: secs("mail.timeout_secs", raw.timeout_secs, 30, 1, 600)?,
+        max_attempts: bounded("mail.max_attempts", raw.max_attempts, 8, 1, 100)? as u32,
+        retry_base: secs("mail.retry_base_secs", raw.retry_base_secs, 30, 1, 3600)?,
+    };
+    // A password sent in clear over the network is refused outright; plain
+    // SMTP itself is only warned about (at start), as some sites relay
+    // through a trusted host on the same segment.
+    if security == MailSecurity::None && config.password.is_some() && !config.is_loopback() {
+        return Err(invalid(
+            "mail.security",
+            "\"none\" would send mail.password unencrypted to a relay on another host; use \"starttls\" or \"tls\"",
+        ));
+    }
+    Ok(config)
 }
 
 /// Accepts `https://host[:port][/path]` and returns the host (without
@@ -678,6 +830,57 @@ mod tests {
         assert!(parse_public_url("https://x:0").is_err());
         assert!(parse_public_url("https://u@x").is_err());
         assert!(parse_public_url("https://").is_err());
+    }
+
+    #[test]
+    fn mail_section() {
+        assert!(Config::embedded_default().mail.is_none());
+        let c = parse("[mail]\nsmtp_host = \"smtp.example.com\"\nfrom = \"roster <roster@example.com>\"\n").unwrap();
+        let m = c.mail.unwrap();
+        assert_eq!(m.security, MailSecurity::StartTls);
+        assert_eq!(m.smtp_port, 587);
+        assert_eq!(m.timeout, Duration::from_secs(30));
+        assert_eq!(m.max_attempts, 8);
+        assert_eq!(m.retry_base, Duration::from_secs(30));
+        assert_eq!(m.from.email.to_string(), "roster@example.com");
+        assert!(!m.is_loopback());
+        let c = parse("[mail]\nsmtp_host = \"127.0.0.1\"\nsecurity = \"tls\"\nfrom = \"r@example.com\"\nusername = \"u\"\npassword = \"hunter22\"\n").unwrap();
+        let m = c.mail.unwrap();
+        assert_eq!(m.smtp_port, 465);
+        assert!(m.is_loopback());
+        assert!(!format!("{m:?}").contains("hunter22"));
+        for (text, key) in [
+            ("[mail]\nfrom = \"r@example.com\"\n", "mail.smtp_host"),
+            ("[mail]\nsmtp_host = \"h\"\n", "mail.from"),
+            ("[mail]\nsmtp_host = \"h\"\nfrom = \"not a mailbox\"\n", "mail.from"),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsecurity = \"ssl\"\n",
+                "mail.security",
+            ),
+            (
+                "[mail]\nsmtp_host = \"smtp://h\"\nfrom = \"r@example.com\"\n",
+                "mail.smtp_host",
+            ),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nusername = \"u\"\n",
+                "mail.password",
+            ),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nmax_attempts = 0\n",
+                "mail.max_attempts",
+            ),
+            (
+                "[mail]\nsmtp_host = \"smtp.example.com\"\nfrom = \"r@example.com\"\nsecurity = \"none\"\nusername = \"u\"\npassword = \"p\"\n",
+                "mail.security",
+            ),
+            (
+                "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsmtp_hots = \"x\"\n",
+                "mail.smtp_hots",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Admin commands (`roster token ...`, `roster domain ...`) and the local
+//! Admin commands (`roster token ...`, `roster domain ...`, `roster mail ...`) and the local
 //! control socket that lets them run against a live server. redb locks its
 //! file to one process, so a CLI command first tries `data_dir/control.sock`
 //! (mode 0600, same-user peers only); when no server answers it opens the
@@ -15,7 +15,7 @@ use crate::clock::rfc3339;
 use crate::workspace::admin::{self, AdminCtx, Invitation};
 use crate::workspace::connections;
 use crate::workspace::domains::{self, DomainChange};
-use crate::workspace::model::{Actor, ClientKind, Management, Role, Status, Team};
+use crate::workspace::model::{Actor, ClientKind, Mail, MailStatus, Management, Role, Status, Team};
 use crate::workspace::oauth;
 use crate::workspace::teams::{self, PersonOp};
 
@@ -82,6 +82,16 @@ pub enum AdminRequest {
     GrantList,
     GrantRevoke {
         grant_id: String,
+    },
+    MailList {
+        status: Option<MailStatus>,
+        limit: usize,
+    },
+    MailShow {
+        seq: u64,
+    },
+    MailRetry {
+        seq: u64,
     },
     /// Absolute path of the snapshot to write.
     Backup {
@@ -362,6 +372,55 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(format!("Grant {} is revoked; its tokens stopped working.\n", g.id))
         }
+        AdminRequest::MailList { status, limit } => {
+            let all = crate::mail::page(app, status, None, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            if all.is_empty() {
+                out.push_str("No mails in the outbox.\n");
+            } else {
+                out.push_str(&format!(
+                    "{:>6}  {:<8}  {:>8}  {:<24}  {:<32}  {}\n",
+                    "SEQ", "STATUS", "ATTEMPTS", "CREATED", "TO", "SUBJECT"
+                ));
+                for (seq, m) in &all {
+                    out.push_str(&format!(
+                        "{:>6}  {:<8}  {:>8}  {:<24}  {:<32}  {}\n",
+                        seq,
+                        status_word(m.status),
+                        m.attempts,
+                        rfc3339(m.created_ms),
+                        m.to,
+                        m.subject
+                    ));
+                }
+            }
+            if !crate::mail::configured(app) && all.iter().any(|(_, m)| m.status == MailStatus::Pending) {
+                out.push_str("Mail delivery is not configured ([mail] in the config): pending mails stay here.\nHand one over with: roster mail show SEQ\n");
+            }
+            Ok(out)
+        }
+        AdminRequest::MailShow { seq } => {
+            let m = crate::mail::get(app, seq)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("there is no mail {seq} in the outbox; see roster mail list"))?;
+            Ok(show_mail(app, seq, &m))
+        }
+        AdminRequest::MailRetry { seq } => {
+            let m = crate::mail::retry(app, seq, actor)
+                .await
+                .map_err(|e| format!("mail {seq}: {e}"))?;
+            Ok(if crate::mail::configured(app) {
+                format!("Mail {seq} to {} is pending again and will be sent shortly.\n", m.to)
+            } else {
+                format!(
+                    "Mail {seq} to {} is pending again; mail delivery is not configured ([mail]), so it stays in the outbox.\n",
+                    m.to
+                )
+            })
+        }
         AdminRequest::Backup { out } => {
             let s = app.store.snapshot(&out).await.map_err(|e| e.to_string())?;
             Ok(format!(
@@ -388,6 +447,47 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
             Ok(out)
         }
     }
+}
+
+fn status_word(s: MailStatus) -> &'static str {
+    match s {
+        MailStatus::Pending => "pending",
+        MailStatus::Sent => "sent",
+        MailStatus::Failed => "failed",
+    }
+}
+
+/// Headers, delivery state and the whole plain-text body: what an operator
+/// needs to hand a mail (an invitation link) over by hand.
+fn show_mail(app: &App, seq: u64, m: &Mail) -> String {
+    let mut out = format!("Mail {seq} ({})\n", status_word(m.status));
+    if let Some(cfg) = &app.config.mail {
+        out.push_str(&format!("From:         {}\n", cfg.from));
+    }
+    out.push_str(&format!("To:           {}\nSubject:      {}\n", m.to, m.subject));
+    out.push_str(&format!("Created:      {}\n", rfc3339(m.created_ms)));
+    out.push_str(&format!("Attempts:     {}\n", m.attempts));
+    match m.status {
+        MailStatus::Sent => {
+            if let Some(t) = m.sent_ms {
+                out.push_str(&format!("Sent:         {}\n", rfc3339(t)));
+            }
+        }
+        MailStatus::Pending if crate::mail::configured(app) => {
+            out.push_str(&format!("Next attempt: {}\n", rfc3339(m.next_attempt_ms)));
+        }
+        MailStatus::Pending => out.push_str("Next attempt: none (mail delivery is not configured)\n"),
+        MailStatus::Failed => out.push_str(&format!("Retry with:   roster mail retry {seq}\n")),
+    }
+    if let Some(e) = &m.last_error {
+        out.push_str(&format!("Last error:   {e}\n"));
+    }
+    out.push('\n');
+    out.push_str(&m.body);
+    if !m.body.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// Rule 8: people may change managed teams, but should know the IdP wins.

@@ -1,13 +1,14 @@
 //! roster: an on-premises SCIM 2.0 + OAuth 2.0 appliance for one workspace.
 //!
 //! `App` is the shared state every surface receives: the validated config,
-//! the store, and the injected clock and RNG.
+//! the store, the injected clock and RNG, and the mail worker's wake-up.
 
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod password;
@@ -72,6 +73,8 @@ pub struct App {
     pub throttle: Arc<ratelimit::Throttle>,
     /// Recently checked SCIM bearer tokens (see `workspace::connections`).
     pub auth_cache: Arc<workspace::connections::AuthCache>,
+    /// Wakes the mail delivery worker (a retried mail); it also polls.
+    pub mail_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,7 @@ impl App {
             hash_permits: Arc::new(tokio::sync::Semaphore::new(2)),
             throttle: Arc::new(ratelimit::Throttle::default()),
             auth_cache: Arc::default(),
+            mail_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics: request counts and latency per route, SCIM
 //! operations, OAuth tokens issued and revoked, database commit latency and
-//! batch size, outbox depth and active sessions. Recorded through the
+//! batch size, outbox depth, mail deliveries and active sessions. Recorded through the
 //! `metrics` facade into one process-wide Prometheus recorder, and served
 //! at `/metrics` behind a bearer token (`[metrics] token`); without a token
 //! configured the endpoint does not exist.
@@ -89,6 +89,16 @@ pub fn grant_revoked(reason: &'static str) {
     metrics::counter!("roster_oauth_grants_revoked_total", "reason" => reason).increment(1);
 }
 
+/// One SMTP delivery attempt ended: `sent`, `deferred` (will be retried)
+/// or `failed` (given up).
+pub fn mail_attempt(outcome: &'static str) {
+    match outcome {
+        "sent" => metrics::counter!("roster_mail_sent_total").increment(1),
+        "failed" => metrics::counter!("roster_mail_failed_total").increment(1),
+        _ => metrics::counter!("roster_mail_deferred_total").increment(1),
+    }
+}
+
 pub fn commit(seconds: f64, batch: usize) {
     metrics::histogram!("roster_db_commit_duration_seconds").record(seconds);
     metrics::histogram!("roster_db_commit_batch_size").record(batch as f64);
@@ -117,12 +127,7 @@ pub async fn endpoint(State(app): State<App>, headers: axum::http::HeaderMap) ->
         .store
         .read(|txn| {
             let sessions = redb::ReadableTableMetadata::len(&txn.open_table(crate::store::tables::SESSIONS)?)?;
-            let mut pending = 0u64;
-            for (_, m) in crate::store::outbox::recent(txn, usize::MAX)? {
-                if m.status == crate::workspace::model::MailStatus::Pending {
-                    pending += 1;
-                }
-            }
+            let pending = crate::store::outbox::pending_count(txn)?;
             let members = crate::store::members::listed_count(txn)?;
             let teams = crate::store::teams::count(txn)?;
             Ok((sessions, pending, members, teams))

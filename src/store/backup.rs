@@ -63,6 +63,7 @@ pub fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<Vec<(&'
         SCIM_TOKENS,
         CONNECTION_TOKENS,
         OUTBOX,
+        OUTBOX_DUE,
         SYNC_ERRORS,
         TEAMS,
         TEAM_BY_NAME,

@@ -30,6 +30,10 @@ const MIGRATIONS: &[Migration] = &[
         name: "OAuth: clients, codes, grants, tokens",
         run: m0004_oauth,
     },
+    Migration {
+        name: "mail delivery: index of pending outbox mails",
+        run: m0005_outbox_due,
+    },
 ];
 
 /// The schema version this build writes.
@@ -100,6 +104,27 @@ fn m0004_oauth(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates the index the delivery worker reads and enters every mail that
+/// is still pending (before v5 nothing delivered them, so usually all).
+fn m0005_outbox_due(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut pending = Vec::new();
+    {
+        let outbox = txn.open_table(OUTBOX)?;
+        for row in outbox.iter()? {
+            let (k, v) = row?;
+            let m: crate::workspace::model::Mail = super::codec::decode(v.value())?;
+            if m.status == crate::workspace::model::MailStatus::Pending {
+                pending.push((m.next_attempt_ms, k.value()));
+            }
+        }
+    }
+    let mut due = txn.open_table(OUTBOX_DUE)?;
+    for key in pending {
+        due.insert(key, ())?;
+    }
+    Ok(())
+}
+
 /// The version recorded in a file opened read-only (0 for a file without a
 /// meta table, i.e. one that was never initialised).
 pub fn version_of(db: &ReadOnlyDatabase) -> Result<u64, StoreError> {
@@ -159,5 +184,50 @@ pub fn run(db: &Database) -> Result<Vec<&'static str>, StoreError> {
             "database migrated"
         );
         ran.push(m.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::model::{Mail, MailKind, MailStatus};
+
+    fn mail(status: MailStatus) -> Mail {
+        Mail {
+            to: "a@example.com".into(),
+            kind: MailKind::Invite,
+            subject: "s".into(),
+            body: "b".into(),
+            created_ms: 5,
+            status,
+            attempts: 0,
+            last_error: None,
+            next_attempt_ms: 0,
+            sent_ms: None,
+        }
+    }
+
+    /// Mails queued before v5 (nothing delivered them) must not be stranded
+    /// outside the due index.
+    #[test]
+    fn m0005_indexes_mails_already_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("m.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(OUTBOX).unwrap();
+            for (seq, status) in [
+                (1, MailStatus::Pending),
+                (2, MailStatus::Sent),
+                (3, MailStatus::Pending),
+            ] {
+                t.insert(seq, super::super::codec::encode(&mail(status)).unwrap().as_slice())
+                    .unwrap();
+            }
+        }
+        m0005_outbox_due(&txn).unwrap();
+        let due = txn.open_table(OUTBOX_DUE).unwrap();
+        let keys: Vec<(i64, u64)> = due.iter().unwrap().map(|r| r.unwrap().0.value()).collect();
+        assert_eq!(keys, vec![(0, 1), (0, 3)]);
     }
 }

@@ -87,3 +87,10 @@ pub const ACCESS_TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::ne
 pub const REFRESH_TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("refresh_tokens_v1");
 /// A grant's tokens (access and refresh), to revoke them together.
 pub const GRANT_TOKENS: TableDefinition<(u128, &[u8; 32]), ()> = TableDefinition::new("grant_tokens_v1");
+
+// ---- schema v5: mail delivery ----
+
+/// Pending mails by (next attempt ms, outbox seq): the delivery worker
+/// takes the due ones from the front without reading the whole outbox.
+/// Maintained by `store::outbox` together with [`OUTBOX`].
+pub const OUTBOX_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("outbox_due_v1");

@@ -1292,3 +1292,157 @@ pub async fn sync_errors(State(app): State<App>, a: Admin, Query(bq): Query<Befo
     };
     render(StatusCode::OK, &out)
 }
+// ---------------------------------------------------------------- mail outbox
+
+#[derive(Deserialize, Default)]
+pub struct MailQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    before: String,
+    #[serde(default)]
+    done: String,
+}
+
+pub struct MailLine {
+    pub seq: u64,
+    pub to: String,
+    pub subject: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub created: String,
+    pub last_error: Option<String>,
+}
+
+fn mail_status_word(s: MailStatus) -> &'static str {
+    match s {
+        MailStatus::Pending => "pending",
+        MailStatus::Sent => "sent",
+        MailStatus::Failed => "failed",
+    }
+}
+
+fn mail_kind_word(k: MailKind) -> &'static str {
+    match k {
+        MailKind::Invite => "Invitation",
+        MailKind::AddedToWorkspace => "Added to workspace",
+        MailKind::Welcome => "Welcome",
+        MailKind::SetPassword => "Set password",
+    }
+}
+
+fn mail_line(seq: u64, m: &Mail) -> MailLine {
+    MailLine {
+        seq,
+        to: m.to.clone(),
+        subject: m.subject.clone(),
+        kind: mail_kind_word(m.kind),
+        status: mail_status_word(m.status),
+        attempts: m.attempts,
+        created: when(m.created_ms),
+        last_error: m.last_error.clone(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_mail.html")]
+struct MailPage {
+    c: Chrome,
+    status: String,
+    configured: bool,
+    rows: Vec<MailLine>,
+    next: Option<String>,
+}
+
+pub async fn mail_list(State(app): State<App>, a: Admin, Query(mq): Query<MailQuery>) -> Response {
+    let status = match mq.status.as_str() {
+        "pending" => Some(MailStatus::Pending),
+        "sent" => Some(MailStatus::Sent),
+        "failed" => Some(MailStatus::Failed),
+        _ => None,
+    };
+    let rows = match crate::mail::page(&app, status, mq.before.parse().ok(), PAGE + 1).await {
+        Ok(r) => r,
+        Err(e) => return store_failed(&a, e),
+    };
+    let more = rows.len() > PAGE;
+    let rows: Vec<MailLine> = rows.iter().take(PAGE).map(|(seq, m)| mail_line(*seq, m)).collect();
+    let next = if more {
+        rows.last()
+            .map(|l| format!("{}?status={}&before={}", paths::ADMIN_MAIL, q(&mq.status), l.seq))
+    } else {
+        None
+    };
+    let page = MailPage {
+        c: a.chrome("mail", done_notice(&mq.done)),
+        status: mq.status,
+        configured: crate::mail::configured(&app),
+        rows,
+        next,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "admin_mail_show.html")]
+struct MailShowPage {
+    c: Chrome,
+    m: MailLine,
+    body: String,
+    sent: Option<String>,
+}
+
+async fn mail_show_page(app: &App, a: &Admin, seq: u64, notice: Option<Notice>, status: StatusCode) -> Response {
+    let m = match crate::mail::get(app, seq).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return not_found(a, "mail"),
+        Err(e) => return store_failed(a, e),
+    };
+    let page = MailShowPage {
+        c: a.chrome("mail", notice),
+        m: mail_line(seq, &m),
+        body: m.body.clone(),
+        sent: m.sent_ms.map(when),
+    };
+    let mut resp = render(status, &page);
+    // The body may hold a one-time link.
+    resp.headers_mut()
+        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+pub async fn mail_show(
+    State(app): State<App>,
+    a: Admin,
+    Path(seq): Path<String>,
+    Query(d): Query<DoneQuery>,
+) -> Response {
+    let Ok(seq) = seq.parse::<u64>() else {
+        return not_found(&a, "mail");
+    };
+    mail_show_page(&app, &a, seq, done_notice(&d.done), StatusCode::OK).await
+}
+
+pub async fn mail_action(
+    State(app): State<App>,
+    a: Admin,
+    Path(seq): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    if let Some(r) = a.refuse(&f.csrf) {
+        return r;
+    }
+    let Ok(seq) = seq.parse::<u64>() else {
+        return not_found(&a, "mail");
+    };
+    if f.action != "retry" {
+        return mail_show_page(&app, &a, seq, err("Unknown action."), StatusCode::BAD_REQUEST).await;
+    }
+    match crate::mail::retry(&app, seq, a.ctx.actor()).await {
+        Ok(_) => see(format!("{}/{seq}?done=mail_retry", paths::ADMIN_MAIL)),
+        Err(crate::mail::MailError::NotFound) => not_found(&a, "mail"),
+        Err(crate::mail::MailError::Store(e)) => store_failed(&a, e),
+        Err(e) => mail_show_page(&app, &a, seq, err(e.to_string()), StatusCode::CONFLICT).await,
+    }
+}

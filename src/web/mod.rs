@@ -54,6 +54,8 @@ pub fn routes(app: App) -> Router<App> {
             get(console::domains_list).post(console::domains_action),
         )
         .route(paths::ADMIN_AUDIT, get(console::audit))
+        .route(paths::ADMIN_MAIL, get(console::mail_list))
+        .route("/admin/mail/{seq}", get(console::mail_show).post(console::mail_action))
         .route(paths::ADMIN_SYNC_ERRORS, get(console::sync_errors))
         .layer(middleware::from_fn_with_state(app, html_errors))
         .layer(middleware::from_fn(security_headers))

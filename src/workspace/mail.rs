@@ -20,6 +20,8 @@ fn mail(to: &Member, kind: MailKind, subject: String, body: String, now_ms: i64)
         status: MailStatus::Pending,
         attempts: 0,
         last_error: None,
+        next_attempt_ms: now_ms,
+        sent_ms: None,
     }
 }
 

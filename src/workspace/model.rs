@@ -183,6 +183,12 @@ pub struct Mail {
     pub attempts: u32,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// When the mail delivery worker may next try it (ms; 0 = at once).
+    #[serde(default)]
+    pub next_attempt_ms: i64,
+    /// When the SMTP relay accepted it.
+    #[serde(default)]
+    pub sent_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod crash;
 mod hostile;
+mod mail;
 mod metrics;
 mod oauth;
 mod scim_groups;
