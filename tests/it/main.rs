@@ -7,9 +7,11 @@ mod support;
 
 mod backup;
 mod browser;
+mod browser_console;
 mod browser_oauth;
 mod cli;
 mod config;
+mod console;
 mod crash;
 mod hostile;
 mod mail;
