@@ -115,7 +115,26 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn not_found() -> Response {
+/// Unknown addresses: a browser (it asks for HTML) gets the "Page not
+/// found" page; API clients get JSON. SCIM paths get their SCIM error from
+/// `scim_error_bodies`.
+async fn not_found(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        let ws = crate::web::workspace_name(&app).await;
+        let mut r = crate::web::message(
+            &ws,
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            &["There is no page at this address."],
+            Some(("/", "Go to the start page")),
+        );
+        crate::web::apply_security_headers(&mut r);
+        return r;
+    }
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "application/json")],

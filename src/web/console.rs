@@ -541,9 +541,14 @@ pub async fn member_action(
     match admin::change(&app, &a.ctx, id, version, what).await {
         Ok(Ok(m)) if Some(m.version) == version => back("unchanged"),
         Ok(Ok(_)) => {
-            // Suspending or demoting yourself ends your console access.
-            if a.ctx.member_id() == Some(id) && matches!(what, MemberChange::Suspend | MemberChange::Remove) {
-                return see(paths::LOGIN.to_owned());
+            // Suspending or removing yourself ends your session; making
+            // yourself a member ends your console access.
+            if a.ctx.member_id() == Some(id) {
+                match what {
+                    MemberChange::Suspend | MemberChange::Remove => return see(paths::LOGIN.to_owned()),
+                    MemberChange::Role(Role::Member) => return see("/".to_owned()),
+                    _ => {}
+                }
             }
             back(code)
         }
@@ -643,7 +648,8 @@ pub async fn teams(State(app): State<App>, a: Admin, Query(lq): Query<ListQuery>
 
 fn team_error_status(e: &TeamError) -> StatusCode {
     match e {
-        TeamError::NoTeam(_) | TeamError::NoMember(_) => StatusCode::NOT_FOUND,
+        TeamError::NoTeam(_) => StatusCode::NOT_FOUND,
+        TeamError::RemovedMember(_) => StatusCode::CONFLICT,
         TeamError::Rule(RuleError::Uniqueness(_)) => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -656,6 +662,9 @@ fn team_error_text(e: &TeamError) -> String {
             "A team name must be 1 to 200 characters without control characters.".into()
         }
         TeamError::NoMember(email) => format!("No member with the email {email}."),
+        TeamError::RemovedMember(email) => {
+            format!("{email} was removed from the workspace. Restore them from their page first.")
+        }
         other => other.to_string(),
     }
 }
@@ -1012,6 +1021,9 @@ pub async fn clients_list(State(app): State<App>, a: Admin, Query(d): Query<Done
 fn client_error_text(e: &ClientError) -> String {
     match e {
         ClientError::NoRedirect => "A client that signs people in needs at least one redirect URI.".into(),
+        ClientError::BadRedirect(uri, why) if why.contains("allow-insecure") => format!(
+            "Redirect URI {uri:?}: plain http is allowed only on this machine (localhost, 127.0.0.1, ::1); use https"
+        ),
         other => other.to_string(),
     }
 }

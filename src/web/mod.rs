@@ -113,6 +113,13 @@ async fn style() -> Response {
 /// Headers every page response gets unless the handler set its own.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
+    apply_security_headers(&mut resp);
+    resp
+}
+
+/// The page headers of [`security_headers`], for responses made outside
+/// the page router (the HTML 404 of unknown addresses).
+pub fn apply_security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     let defaults: [(HeaderName, &str); 6] = [
         (header::CONTENT_SECURITY_POLICY, CSP),
@@ -131,7 +138,6 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         // Pages carry CSRF tokens and personal data.
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    resp
 }
 
 /// Renders a template, or a plain 500 page if rendering fails (it cannot

@@ -100,8 +100,14 @@ pub async fn revoke(app: &App, id_or_name: &str, actor: Actor) -> Result<Connect
                 }
                 v
             };
+            // An id wins over a name that happens to look like one.
             let by_id = Uuid::parse_str(&key).ok();
-            let hits: Vec<&Connection> = all.iter().filter(|c| Some(c.id) == by_id || c.name == key).collect();
+            let exact: Vec<&Connection> = all.iter().filter(|c| Some(c.id) == by_id).collect();
+            let hits: Vec<&Connection> = if exact.is_empty() {
+                all.iter().filter(|c| c.name == key).collect()
+            } else {
+                exact
+            };
             let mut c = match hits.as_slice() {
                 [] => return Ok(Err(ConnectionError::NotFound(key.clone()))),
                 [one] => (*one).clone(),

@@ -405,20 +405,26 @@ pub enum TeamError {
     NoTeam(String),
     #[error("no member with email {0:?}")]
     NoMember(String),
+    #[error("{0} was removed from the workspace; restore them first")]
+    RemovedMember(String),
     #[error("{0}")]
     Rule(#[from] RuleError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A team by exact name or id.
+/// A team by id or exact name. An id wins: a team *named* like another
+/// team's id (an IdP can name a group anything) must not capture commands
+/// aimed at that id, such as the console's, which always sends ids.
 fn find_team_w(txn: &WriteTransaction, key: &str) -> Result<Option<Team>, StoreError> {
-    if let Some(id) = store::teams::id_by_name_w(txn, key)? {
-        return store::teams::get_w(txn, id);
+    if let Ok(id) = Uuid::parse_str(key.trim())
+        && let Some(t) = store::teams::get_w(txn, id)?
+    {
+        return Ok(Some(t));
     }
-    match Uuid::parse_str(key.trim()) {
-        Ok(id) => store::teams::get_w(txn, id),
-        Err(_) => Ok(None),
+    match store::teams::id_by_name_w(txn, key)? {
+        Some(id) => store::teams::get_w(txn, id),
+        None => Ok(None),
     }
 }
 
@@ -440,6 +446,13 @@ pub async fn person_edit(app: &crate::App, actor: Actor, team: &str, ops: Vec<Pe
                         let Some(id) = store::members::id_by_email_w(txn, email)? else {
                             return Ok(Err(TeamError::NoMember(email.clone())));
                         };
+                        // A removed member is not in the workspace: adding
+                        // them would be skipped (rule 6), so say so instead.
+                        if matches!(op, PersonOp::Add(_))
+                            && store::members::get_w(txn, id)?.is_none_or(|m| m.status == Status::Removed)
+                        {
+                            return Ok(Err(TeamError::RemovedMember(email.clone())));
+                        }
                         team_ops.push(match op {
                             PersonOp::Add(_) => TeamOp::AddMembers(vec![id.to_string()]),
                             _ => TeamOp::RemoveMembers(vec![id.to_string()]),
