@@ -31,15 +31,7 @@ pub fn recent(txn: &ReadTransaction, limit: usize) -> Result<Vec<(u64, AuditEntr
 pub fn scan_back(
     txn: &ReadTransaction,
     before: Option<u64>,
-    mut f: impl FnMut(u64, AuditEntry) -> bool,
+    f: impl FnMut(u64, AuditEntry) -> bool,
 ) -> Result<(), StoreError> {
-    let t = txn.open_table(AUDIT)?;
-    let end = before.unwrap_or(u64::MAX);
-    for row in t.range(..end)?.rev() {
-        let (k, v) = row?;
-        if !f(k.value(), decode(v.value())?) {
-            break;
-        }
-    }
-    Ok(())
+    super::scan_log_back(txn, AUDIT, before, f)
 }

@@ -462,3 +462,22 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
         return;
     }
 }
+
+/// Rows of a `seq → encoded value` log table older than `before` (all when
+/// `None`), newest first, until `f` returns false (audit log, sync errors).
+pub(crate) fn scan_log_back<T: serde::de::DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<u64, &[u8]>,
+    before: Option<u64>,
+    mut f: impl FnMut(u64, T) -> bool,
+) -> Result<(), StoreError> {
+    let t = txn.open_table(table)?;
+    let end = before.unwrap_or(u64::MAX);
+    for row in t.range(..end)?.rev() {
+        let (k, v) = row?;
+        if !f(k.value(), codec::decode(v.value())?) {
+            break;
+        }
+    }
+    Ok(())
+}

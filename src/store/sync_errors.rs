@@ -30,15 +30,7 @@ pub fn recent(txn: &ReadTransaction, limit: usize) -> Result<Vec<(u64, SyncError
 pub fn scan_back(
     txn: &ReadTransaction,
     before: Option<u64>,
-    mut f: impl FnMut(u64, SyncError) -> bool,
+    f: impl FnMut(u64, SyncError) -> bool,
 ) -> Result<(), StoreError> {
-    let t = txn.open_table(SYNC_ERRORS)?;
-    let end = before.unwrap_or(u64::MAX);
-    for row in t.range(..end)?.rev() {
-        let (k, v) = row?;
-        if !f(k.value(), decode(v.value())?) {
-            break;
-        }
-    }
-    Ok(())
+    super::scan_log_back(txn, SYNC_ERRORS, before, f)
 }

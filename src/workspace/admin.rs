@@ -8,7 +8,9 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::members::{Fresh, RuleError, audit, domain_verified, issue_link, restored_status, revoke_access};
+use super::members::{
+    Fresh, RuleError, audit, domain_verified, first_mails, issue_link, restored_status, revoke_access,
+};
 use super::model::*;
 use super::{mail, plausible_email};
 use crate::App;
@@ -138,16 +140,7 @@ pub async fn invite(app: &App, ctx: &AdminCtx, inv: Invitation) -> Rule<Invited>
                 if verified { "member.created" } else { "member.invited" },
                 json!({"email": member.email, "role": member.role, "status": member.status}),
             )?;
-            let link_url = if verified {
-                store::outbox::push(txn, &mail::added(&ws, &member, mail::BY_ADMIN, fresh.now_ms))?;
-                let url = issue_link(txn, &fresh, member.id, LinkPurpose::SetPassword)?;
-                store::outbox::push(txn, &mail::welcome(&ws, &member, &url, fresh.now_ms))?;
-                url
-            } else {
-                let url = issue_link(txn, &fresh, member.id, LinkPurpose::Invite)?;
-                store::outbox::push(txn, &mail::invite(&ws, &member, &url, fresh.now_ms))?;
-                url
-            };
+            let link_url = first_mails(txn, &ws, &member, &fresh, mail::BY_ADMIN)?;
             Ok(Ok(Invited { member, link_url }))
         })
         .await

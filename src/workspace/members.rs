@@ -156,6 +156,29 @@ pub(super) fn issue_link(
     Ok(format!("{}{}?token={}", fresh.public_url, path, fresh.link_token))
 }
 
+/// Rule 1: the mails a brand-new member gets, in the creating transaction.
+/// Active (verified domain): "added" (by `by`) and a welcome mail with a
+/// set-password link; invited: an invitation with an accept link. Returns
+/// the link.
+pub(super) fn first_mails(
+    txn: &WriteTransaction,
+    ws: &Workspace,
+    member: &Member,
+    fresh: &Fresh,
+    by: &str,
+) -> Result<String, StoreError> {
+    if member.status == Status::Active {
+        store::outbox::push(txn, &mail::added(ws, member, by, fresh.now_ms))?;
+        let url = issue_link(txn, fresh, member.id, LinkPurpose::SetPassword)?;
+        store::outbox::push(txn, &mail::welcome(ws, member, &url, fresh.now_ms))?;
+        Ok(url)
+    } else {
+        let url = issue_link(txn, fresh, member.id, LinkPurpose::Invite)?;
+        store::outbox::push(txn, &mail::invite(ws, member, &url, fresh.now_ms))?;
+        Ok(url)
+    }
+}
+
 /// Rule 1 and 2: a SCIM create. Creates a new member, or links an existing
 /// unmanaged (or removed) member with the same email.
 pub fn provision(txn: &WriteTransaction, ctx: &ScimCtx, input: &MemberInput, fresh: &Fresh) -> Rule<Provisioned> {
@@ -235,14 +258,7 @@ pub fn provision(txn: &WriteTransaction, ctx: &ScimCtx, input: &MemberInput, fre
         json!({"email": member.email, "role": member.role, "status": member.status}),
     )?;
     if !suspended {
-        if verified {
-            store::outbox::push(txn, &mail::added(&ws, &member, mail::BY_IDP, fresh.now_ms))?;
-            let url = issue_link(txn, fresh, member.id, LinkPurpose::SetPassword)?;
-            store::outbox::push(txn, &mail::welcome(&ws, &member, &url, fresh.now_ms))?;
-        } else {
-            let url = issue_link(txn, fresh, member.id, LinkPurpose::Invite)?;
-            store::outbox::push(txn, &mail::invite(&ws, &member, &url, fresh.now_ms))?;
-        }
+        first_mails(txn, &ws, &member, fresh, mail::BY_IDP)?;
     }
     Ok(Ok(Provisioned { member, linked: false }))
 }
