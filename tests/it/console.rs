@@ -2472,3 +2472,172 @@ async fn an_admin_who_makes_themself_a_member_lands_on_their_own_page() {
     assert_eq!(r.location(), "/", "not to a console page they can no longer open");
     assert_eq!(member(&s, me.id).await.unwrap().role, Role::Member);
 }
+
+// ---------------------------------------------------------------- accessibility
+
+/// The declarations of the first rule whose selector list is exactly `sel`.
+fn css_rule<'a>(css: &'a str, sel: &str) -> &'a str {
+    let mut rest = css;
+    while let Some(open) = rest.find('{') {
+        let selector = rest[..open].rsplit('}').next().unwrap_or_default();
+        let selector = selector.rsplit("*/").next().unwrap_or_default().trim();
+        let close = rest[open..].find('}').map(|c| open + c).expect("closing brace");
+        if selector.split(',').any(|s| s.trim() == sel) {
+            return &rest[open + 1..close];
+        }
+        rest = &rest[close + 1..];
+    }
+    panic!("no CSS rule for {sel}");
+}
+
+fn css_value(css: &str, rule: &str, prop: &str) -> String {
+    let v = rule
+        .split(';')
+        .filter_map(|d| d.split_once(':'))
+        .find(|(k, _)| k.trim() == prop)
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {prop} in {rule}"));
+    match v.strip_prefix("var(").and_then(|x| x.strip_suffix(')')) {
+        Some(name) => css_value(css, css_rule(css, ":root"), name),
+        None => v,
+    }
+}
+
+fn luminance(hex: &str) -> f64 {
+    let hex = hex.trim_start_matches('#');
+    let long: String = if hex.len() == 3 {
+        hex.chars().flat_map(|c| [c, c]).collect()
+    } else {
+        hex.to_owned()
+    };
+    let hex = long.as_str();
+    let ch = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+        if c <= 0.03928 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * ch(0) + 0.7152 * ch(2) + 0.0722 * ch(4)
+}
+
+fn contrast(a: &str, b: &str) -> f64 {
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+#[test]
+fn text_colours_meet_wcag_aa_contrast() {
+    let css = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/style.css")).unwrap();
+    let root = css_rule(&css, ":root");
+    let var = |n: &str| css_value(&css, root, n);
+    // Text on the page and card backgrounds.
+    for (what, fg) in [
+        ("ink", var("--ink")),
+        ("muted", var("--muted")),
+        ("link", var("--brand")),
+    ] {
+        for bg in [var("--bg"), var("--card")] {
+            let r = contrast(&fg, &bg);
+            assert!(r >= 4.5, "{what} {fg} on {bg}: {r:.2}");
+        }
+    }
+    assert!(contrast(&var("--brand-ink"), &var("--brand")) >= 4.5, "primary button");
+    // Every badge, alert and the current navigation entry: small bold text
+    // on its own background.
+    for sel in [
+        ".badge",
+        ".badge.admin",
+        ".badge.ok",
+        ".badge.warn",
+        ".badge.managed",
+        ".badge.status-active",
+        ".badge.status-invited",
+        ".badge.status-suspended",
+        ".badge.status-removed",
+        ".badge.mail-sent",
+        ".badge.mail-pending",
+        ".badge.mail-failed",
+        ".alert.error",
+        ".alert.info",
+        ".alert.warn",
+        "nav.side a[aria-current=page]",
+        "button.danger",
+    ] {
+        let rule = css_rule(&css, sel);
+        let (fg, bg) = (css_value(&css, rule, "color"), css_value(&css, rule, "background"));
+        let r = contrast(&fg, &bg);
+        assert!(r >= 4.5, "{sel}: {fg} on {bg} has contrast {r:.2} < 4.5");
+    }
+}
+
+/// Every console page: a language, one h1, a labelled landmark for the
+/// navigation, and every visible form control labelled (a `<label for>`
+/// naming its id, a wrapping label, or aria-label).
+#[tokio::test]
+async fn console_pages_have_headings_landmarks_and_labelled_controls() {
+    let s = TestServer::start().await;
+    let (tok, _) = connection(&s, "Okta").await;
+    let u = crate::scim_support::create(&s, &tok, "lab@example.com", json!({})).await;
+    let team = roster::workspace::teams::person_create(&s.app, Actor::Operator, "Design")
+        .await
+        .unwrap();
+    let mut web = admin_web(&s).await;
+    let pages = [
+        "/admin/members".to_owned(),
+        "/admin/members/new".to_owned(),
+        format!("/admin/members/{}", crate::scim_support::id_of(&u)),
+        "/admin/teams".to_owned(),
+        format!("/admin/teams/{}", team.id),
+        "/admin/connections".to_owned(),
+        "/admin/clients".to_owned(),
+        "/admin/domains".to_owned(),
+        "/admin/audit".to_owned(),
+        "/admin/mail".to_owned(),
+        "/admin/mail/1".to_owned(),
+        "/admin/sync-errors".to_owned(),
+    ];
+    for path in pages {
+        let p = ok_page(&mut web, &path).await;
+        let html = &p.text;
+        assert!(html.contains("<html lang=\"en\">"), "{path}: no language");
+        assert_eq!(html.matches("<h1").count(), 1, "{path}: exactly one h1");
+        assert!(
+            html.contains("<nav class=\"side\" aria-label="),
+            "{path}: navigation landmark"
+        );
+        assert!(html.contains("<main id=\"content\""), "{path}: main landmark");
+        assert!(html.contains("href=\"#content\""), "{path}: skip link");
+        for tag in ["<input", "<select", "<textarea"] {
+            for (at, _) in html.match_indices(tag) {
+                let end = html[at..].find('>').map(|e| at + e).unwrap();
+                let el = &html[at..=end];
+                if el.contains("type=\"hidden\"") {
+                    continue;
+                }
+                let wrapped = html[..at].rfind("<label").is_some_and(|l| {
+                    let before = &html[l..at];
+                    !before.contains("</label>") && !before[6..].contains("for=")
+                });
+                let labelled = el.contains("aria-label=")
+                    || wrapped
+                    || el
+                        .split("id=\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .is_some_and(|id| html.contains(&format!("<label for=\"{id}\"")));
+                assert!(labelled, "{path}: unlabelled control {el}");
+            }
+        }
+        for (at, _) in html.match_indices("<button") {
+            let end = html[at..].find("</button>").map(|e| at + e).unwrap();
+            let inner = &html[at..end];
+            let text = inner.split_once('>').map(|(_, t)| t.trim()).unwrap_or_default();
+            assert!(
+                !text.is_empty() || inner.contains("aria-label="),
+                "{path}: empty button {inner}"
+            );
+        }
+    }
+}
