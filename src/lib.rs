@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod fuzzing;
 pub mod mail;
 pub mod metrics;
 pub mod oauth;

@@ -1,11 +1,8 @@
 //! Config parser: any UTF-8 text must parse or give an error, never panic.
 #![no_main]
+//! The property itself is `roster::fuzzing::config`, shared with the test
+//! suite's quick run (`tests/it/fuzz_quick.rs`).
 
 use libfuzzer_sys::fuzz_target;
-use roster::config::Config;
-use std::path::Path;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = Config::parse(text, Path::new("fuzz.toml"));
-});
+fuzz_target!(|data: &[u8]| roster::fuzzing::config(data));

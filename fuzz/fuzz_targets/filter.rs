@@ -8,22 +8,9 @@
 //! finding (fuzz/regressions/filter/, RELIABILITY.md "Fuzzing"); keeping the
 //! limit here would stop every run at it. Depth and leniency stay default.
 #![no_main]
+//! The property itself is `roster::fuzzing::filter`, shared with the test
+//! suite's quick run (`tests/it/fuzz_quick.rs`).
 
 use libfuzzer_sys::fuzz_target;
-use roster::scim::filter::{ParseOptions, parse_with};
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let opts = ParseOptions::default();
-    if let Ok(f) = parse_with(text, &opts) {
-        let printed = f.to_string();
-        let reparse = ParseOptions { max_len: usize::MAX, ..opts };
-        match parse_with(&printed, &reparse) {
-            Ok(again) => assert_eq!(
-                f, again,
-                "re-parse of printed filter differs\ninput:   {text:?}\nprinted: {printed:?}"
-            ),
-            Err(e) => panic!("printed filter does not parse\ninput:   {text:?}\nprinted: {printed:?}\nerror:   {e}"),
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| roster::fuzzing::filter(data));
