@@ -64,7 +64,7 @@ expect() { # MODE PATH
 $(cat "$work/contents")"
 }
 expect -rwxr-xr-x usr/bin/roster
-expect -rw-r--r-- etc/roster/config.toml
+expect -rw-r----- etc/roster/config.toml
 expect -rw-r--r-- usr/share/doc/roster/README.md
 expect -rw-r--r-- usr/share/doc/roster/config.example.toml
 expect -rw-r--r-- usr/lib/sysusers.d/roster.conf
@@ -142,6 +142,11 @@ else
   getent passwd roster >/dev/null || fail "postinst did not create the roster system user"
   [ -L /etc/systemd/system/multi-user.target.wants/$UNIT ] || fail "$UNIT was not enabled"
   roster check-config /etc/roster/config.toml || fail "roster check-config /etc/roster/config.toml failed"
+  # It may hold secrets: root and the service may read it, others not.
+  [ "$(stat -c '%a %U %G' /etc/roster/config.toml)" = "640 root roster" ] ||
+    fail "/etc/roster/config.toml is $(stat -c '%a %U %G' /etc/roster/config.toml), not 640 root roster"
+  runuser -u roster -- /usr/bin/roster check-config /etc/roster/config.toml >/dev/null ||
+    fail "the roster user cannot read /etc/roster/config.toml"
   systemd-analyze verify /usr/lib/systemd/system/$UNIT >"$work/verify" 2>&1 && [ ! -s "$work/verify" ] ||
     fail "systemd-analyze verify of the installed unit:
 $(cat "$work/verify")"
