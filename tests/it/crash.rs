@@ -317,7 +317,7 @@ async fn check_acknowledged(t: &Target, ledger: &Ledger, rng: &mut Rng) -> usize
 
 /// Opens the database with the library (as `roster` would after a crash)
 /// and checks that nothing is half-applied. Returns (members, teams, audit rows).
-async fn check_consistent(db: &Path) -> (usize, usize, usize) {
+pub(crate) async fn check_consistent(db: &Path) -> (usize, usize, usize) {
     let path = db.to_owned();
     let store = tokio::task::spawn_blocking(move || roster::store::Store::open(&path))
         .await

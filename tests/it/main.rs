@@ -11,6 +11,7 @@ mod browser_oauth;
 mod cli;
 mod config;
 mod crash;
+mod diskfull;
 mod hostile;
 mod metrics;
 mod oauth;
