@@ -221,7 +221,7 @@ impl Client {
                 }
                 let k = (self.rand() % self.teams.len() as u64) as usize;
                 let team = self.teams[k].clone();
-                let op = if self.rand() % 2 == 0 { "add" } else { "remove" };
+                let op = if self.rand().is_multiple_of(2) { "add" } else { "remove" };
                 let b = if op == "add" {
                     json!({"schemas": [PATCH_URN], "Operations": [{"op": "add", "path": "members", "value": [{"value": m.id}]}]})
                 } else {
@@ -282,7 +282,7 @@ impl Client {
             // Rare: the token endpoint allows 120 requests a minute per address.
             _ => {
                 let Some((id, secret)) = self.oauth.clone() else { return };
-                if self.rand() % 4 != 0 {
+                if !self.rand().is_multiple_of(4) {
                     return;
                 }
                 let form = format!(
