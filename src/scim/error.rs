@@ -94,7 +94,7 @@ impl From<StoreError> for ScimError {
             // The store logged the cause once; one line per request would
             // bury it.
             StoreError::Storage(e) => {
-                tracing::warn!(error = %e, "SCIM request refused: storage failed");
+                tracing::warn!(error = %e, "SCIM request refused: storage unavailable");
                 ScimError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     None,

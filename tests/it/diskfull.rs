@@ -609,3 +609,138 @@ async fn real_full_tmpfs_refuses_writes_and_loses_nothing_acknowledged() {
     drop(fs);
     drop(root);
 }
+
+/// The real binary under systemd's watchdog, its data on a tmpfs that fills
+/// up: one error line says the storage failed and that a restart is needed,
+/// the watchdog keeps being pinged (a restart loop while the disk is full
+/// would take reads down too), reads keep working, and the file opens
+/// consistent afterwards with every acknowledged create in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_binary_on_full_disk_logs_once_keeps_the_watchdog_and_serves_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let mnt = root.path().join("mnt");
+    let fs = match Tmpfs::mount(&mnt, "16m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("skipping real_binary_on_full_disk_logs_once_keeps_the_watchdog_and_serves_reads: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnt.join("data");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let server = crate::support::BinServer::start_env(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            // A ping every 500 ms.
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let (code, out, err) = {
+        let (d, data) = (dir.path().to_owned(), data.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::support::run_bin(
+                &d,
+                &["token", "create", "--name", "idp", "--data-dir", data.to_str().unwrap()],
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(code, 0, "token create: {out}{err}");
+    let token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("rst_scim_"))
+        .unwrap_or_else(|| panic!("no token in {out}"))
+        .to_owned();
+    let t = crate::crash::Target {
+        addr: server.addr,
+        tls: crate::crash::tls_for(&data),
+        token,
+    };
+    let body = |e: &str| Some(user_body(e, json!({"title": "x".repeat(2000)})));
+    let (status, first) = crate::crash::call(&t, "POST", "/Users", body("first@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{first}");
+
+    let filler = fill(&mnt);
+    let mut acked = vec![id_of(&first)];
+    let mut refused = false;
+    for i in 0..2000 {
+        let (status, v) = crate::crash::call(&t, "POST", "/Users", body(&format!("u{i}@example.com")))
+            .await
+            .unwrap();
+        match status {
+            201 => acked.push(id_of(&v)),
+            503 => {
+                assert_eq!(v["status"], json!("503"), "{v}");
+                refused = true;
+                break;
+            }
+            _ => panic!("unexpected answer on a filling disk: {status} {v}"),
+        }
+    }
+    assert!(refused, "the disk never filled up");
+
+    // The watchdog is still fed after the failure: drain what was sent
+    // before, then wait for fresh pings.
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 256];
+    while sock.recv(&mut buf).is_ok() {}
+    sock.set_nonblocking(false).unwrap();
+    for _ in 0..3 {
+        let n = sock.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no watchdog ping after the storage failure ({e}); log:\n{}",
+                server.log()
+            )
+        });
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(msg.lines().any(|l| l == "WATCHDOG=1"), "{msg}");
+    }
+    for id in acked.iter().rev().take(3) {
+        let (status, v) = crate::crash::call(&t, "GET", &format!("/Users/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = crate::crash::call(
+        &t,
+        "PATCH",
+        &format!("/Users/{}", acked[0]),
+        Some(patch(json!([{"op": "replace", "path": "displayName", "value": "x"}]))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 503, "{v}");
+
+    let (_, log) = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "want one error line, saying the storage failed, whatever the number of refused requests:\n{log}"
+    );
+    assert!(failed[0].contains("storage failed"), "{}", failed[0]);
+    assert!(
+        failed[0].contains("ERROR") && failed[0].contains("No space left on device") && failed[0].contains("restart"),
+        "{}",
+        failed[0]
+    );
+    assert!(!log.contains("writer not answering"), "{log}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let (members, _, _) = consistent(&data.join("roster.redb")).await;
+    assert_eq!(
+        members,
+        1 + acked.len(),
+        "the first admin and every acknowledged create"
+    );
+    drop(fs);
+    drop(root);
+}
