@@ -574,6 +574,19 @@ pub async fn run(bin: &Path, minutes: u64) -> std::process::ExitCode {
         end_rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
+    // Not a pass/fail criterion: growth that stops once redb's page cache
+    // (32 MiB) and malloc's arenas are warm shows as ~0% here, a leak does not.
+    if let Some((_, half_rss, _)) = samples.iter().find(|(at, _, _)| *at >= duration / 2)
+        && *half_rss > 0
+    {
+        println!(
+            "RSS over the second half: {:.1} MiB at {:.0} min -> {:.1} MiB at end ({:+.1}%)",
+            *half_rss as f64 / 1024.0,
+            (duration / 2).as_secs_f64() / 60.0,
+            end_rss as f64 / 1024.0,
+            (end_rss as f64 - *half_rss as f64) / *half_rss as f64 * 100.0
+        );
+    }
     let mut failed = Vec::new();
     if s5 > 0 {
         failed.push(format!("{s5} 5xx answers"));
