@@ -25,6 +25,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
+mod soak;
+
 type Req = Request<Full<Bytes>>;
 type MakeReq = Arc<dyn Fn(u64) -> Req + Send + Sync>;
 
@@ -36,6 +38,8 @@ const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 struct Opts {
     quick: bool,
+    /// `--soak MINUTES`: the long moderate-load run instead of the benchmark.
+    soak: Option<u64>,
     strict: bool,
     peers: bool,
     roster_bin: Option<PathBuf>,
@@ -57,6 +61,7 @@ struct Sizes {
 fn parse_opts() -> Opts {
     let mut o = Opts {
         quick: false,
+        soak: None,
         strict: false,
         peers: true,
         roster_bin: None,
@@ -67,11 +72,19 @@ fn parse_opts() -> Opts {
             "--quick" => o.quick = true,
             "--strict" => o.strict = true,
             "--no-peers" => o.peers = false,
+            "--soak" => match args.next().and_then(|m| m.parse().ok()).filter(|m| *m > 0) {
+                Some(m) => o.soak = Some(m),
+                None => {
+                    eprintln!("roster-bench: --soak needs a number of minutes > 0");
+                    std::process::exit(2);
+                }
+            },
             "--roster-bin" => o.roster_bin = args.next().map(PathBuf::from),
             "-h" | "--help" => {
                 println!(
-                    "roster-bench [--quick] [--strict] [--no-peers] [--roster-bin PATH]\n\
+                    "roster-bench [--quick] [--strict] [--no-peers] [--roster-bin PATH] [--soak MINUTES]\n\
                      --quick   small data (5k members), 2 s per workload, no peers\n\
+                     --soak M  instead of the benchmark: M minutes at a moderate fixed rate, watching RSS, fds, errors\n\
                      --strict  exit non-zero when a target is missed\n\
                      --no-peers  skip scim2-server and scimmy"
                 );
@@ -563,6 +576,25 @@ fn vm_kib(pid: u32, key: &str) -> Option<u64> {
 /// Prepares the workspace and a static SCIM token through the library, then
 /// starts `roster serve` as a child process (so its RSS is its own).
 async fn start_roster(bin: &Path, dir: &Path) -> Roster {
+    start_roster_with(bin, dir, false).await.0
+}
+
+/// Percent-encodes a query or form value (everything but RFC 3986 unreserved).
+fn enc_query(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// [`start_roster`], and with `oauth` also a service (client-credentials)
+/// OAuth client, returned as (client_id, secret).
+async fn start_roster_with(bin: &Path, dir: &Path, oauth: bool) -> (Roster, Option<(String, String)>) {
     let data = dir.join("data");
     let mut config = roster::config::Config::embedded_default();
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -582,6 +614,21 @@ async fn start_roster(bin: &Path, dir: &Path) -> Roster {
             .await
             .expect("token")
             .token;
+    let client = if oauth {
+        let r = roster::workspace::oauth::register(
+            &app,
+            "soak",
+            Vec::new(),
+            roster::workspace::model::ClientKind::Service,
+            false,
+            roster::workspace::model::Actor::Operator,
+        )
+        .await
+        .expect("register OAuth client");
+        r.secret.map(|s| (r.client.client_id, s))
+    } else {
+        None
+    };
     app.store.close().await;
     drop(app);
 
@@ -615,13 +662,16 @@ async fn start_roster(bin: &Path, dir: &Path) -> Roster {
     };
     let (cert_path, _, _) = roster::server::tls::self_signed_paths(&data);
     let cert = roster::server::tls::load_certs(&cert_path).expect("cert").remove(0);
-    Roster {
-        child,
-        addr,
-        cert,
-        token,
-        log,
-    }
+    (
+        Roster {
+            child,
+            addr,
+            cert,
+            token,
+            log,
+        },
+        client,
+    )
 }
 
 fn stop_child(child: &mut Child, term: bool) {
@@ -807,6 +857,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(opts: Opts) -> std::process::ExitCode {
+    if let Some(minutes) = opts.soak {
+        return soak::run(&roster_binary(&opts), minutes).await;
+    }
     let s = if opts.quick {
         Sizes {
             secs: Duration::from_secs(2),

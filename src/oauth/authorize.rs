@@ -392,7 +392,13 @@ pub async fn decide(State(app): State<App>, signed: Option<SignedIn>, headers: H
         .await;
     if let Err(e) = written {
         tracing::error!(error = %e, "could not store an authorization code");
-        return back_to_client(&app, &v, vec![("error", "server_error")]);
+        // RFC 6749 §4.1.2.1: `temporarily_unavailable` when it may work on
+        // a retry (storage failed), `server_error` otherwise.
+        let code = match e {
+            store::StoreError::Storage(_) | store::StoreError::Closed => "temporarily_unavailable",
+            _ => "server_error",
+        };
+        return back_to_client(&app, &v, vec![("error", code)]);
     }
     back_to_client(&app, &v, vec![("code", &code)])
 }

@@ -87,6 +87,12 @@ impl IntoResponse for OAuthError {
             self.status,
             &json!({"error": self.error, "error_description": self.description}),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(crate::scim::error::RETRY_AFTER_SECS),
+            );
+        }
         if self.basic_challenge {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -99,8 +105,23 @@ impl IntoResponse for OAuthError {
 
 impl From<store::StoreError> for OAuthError {
     fn from(e: store::StoreError) -> OAuthError {
-        tracing::error!(error = %e, "OAuth endpoint failed in the store");
-        OAuthError::server()
+        match e {
+            // RFC 6749 §5.2 has no code for this; `temporarily_unavailable`
+            // (§4.1.2.1) is what clients already know to retry.
+            store::StoreError::Storage(_) | store::StoreError::Closed => {
+                tracing::warn!(error = %e, "OAuth request refused: storage unavailable");
+                OAuthError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error: "temporarily_unavailable",
+                    description: "the server cannot store tokens right now; retry later".into(),
+                    basic_challenge: false,
+                }
+            }
+            e => {
+                tracing::error!(error = %e, "OAuth endpoint failed in the store");
+                OAuthError::server()
+            }
+        }
     }
 }
 

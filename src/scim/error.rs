@@ -12,6 +12,9 @@ use crate::workspace::members::RuleError;
 
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SCIM_JSON: &str = "application/scim+json";
+/// `Retry-After` on 503s: long enough for an operator to restart roster
+/// after a storage failure, short enough for a restart on upgrade.
+pub const RETRY_AFTER_SECS: &str = "30";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimError {
@@ -64,6 +67,11 @@ pub fn body(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Respon
     let mut resp = (status, v.to_string()).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Both causes (shutting down, storage failed) are worth retrying.
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -81,10 +89,22 @@ impl IntoResponse for ScimError {
 
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> ScimError {
-        tracing::error!(error = %e, "SCIM request failed in the store");
         match e {
             StoreError::Closed => ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "server is shutting down"),
-            _ => ScimError::internal(),
+            // The store logged the cause once; one line per request would
+            // bury it.
+            StoreError::Storage(e) => {
+                tracing::warn!(error = %e, "SCIM request refused: storage unavailable");
+                ScimError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the server cannot store changes right now (storage failure); nothing was changed; retry later",
+                )
+            }
+            e => {
+                tracing::error!(error = %e, "SCIM request failed in the store");
+                ScimError::internal()
+            }
         }
     }
 }

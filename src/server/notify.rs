@@ -49,20 +49,22 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Pings the watchdog while the writer answers, so a wedged database makes
-/// systemd restart us instead of serving errors forever.
+/// systemd restart us instead of serving errors forever. (A storage failure
+/// is an answer: see below.)
 pub async fn watchdog(app: crate::App, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        if tokio::time::timeout(every, app.store.probe_writable())
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {
-            notify("WATCHDOG=1");
-        } else {
-            tracing::error!("database writer not answering; withholding the systemd watchdog ping");
+        match tokio::time::timeout(every, app.store.probe_writable()).await {
+            // A writer that answers "storage failed" is not wedged: the
+            // store has said once that a restart is needed, /readyz says
+            // not ready, and reads keep being served. A restart by the
+            // watchdog while the disk is still full would take the reads
+            // down too (and the repair on open may itself need space).
+            Ok(Ok(())) | Ok(Err(crate::store::StoreError::Storage(_))) => notify("WATCHDOG=1"),
+            _ => tracing::error!("database writer not answering; withholding the systemd watchdog ping"),
         }
     }
 }

@@ -105,6 +105,15 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready when the database accepts a write transaction through the writer.
 async fn readyz(State(app): State<App>) -> Response {
+    if let Some(why) = app.store.storage_failure() {
+        tracing::warn!(error = %why, "not ready: storage failed; restart roster");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "storage failed; writes are refused until roster is restarted (see the log)\n",
+        )
+            .into_response();
+    }
     match tokio::time::timeout(Duration::from_secs(5), app.store.probe_writable()).await {
         Ok(Ok(())) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ready\n").into_response(),
         Ok(Err(e)) => {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod backup;
 pub mod codec;
 pub mod connections;
+mod fault;
 pub mod links;
 pub mod members;
 pub mod migrate;
@@ -77,6 +78,10 @@ pub enum StoreError {
     TooNew { found: u64, supported: u64 },
     #[error("database error: {0}")]
     Database(String),
+    /// The disk refused a read or write (full, read-only, failing). Nothing
+    /// of the operation was applied; answer 503.
+    #[error("storage I/O error: {0}")]
+    Storage(String),
     #[error("database holds data this build cannot read: {0}")]
     Corrupt(String),
     #[error("cannot open database {path}: {message}")]
@@ -85,17 +90,27 @@ pub enum StoreError {
     Closed,
 }
 
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            // `PreviousIo`: an earlier I/O error latched; redb refuses the
+            // file until it is reopened.
+            redb::Error::Io(_) | redb::Error::PreviousIo => StoreError::Storage(e.to_string()),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Database(e.to_string())
+                StoreError::from(redb::Error::from(e))
             }
         }
     )*};
 }
 from_redb!(
-    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -171,6 +186,10 @@ where
 struct Inner {
     db: Arc<Database>,
     path: PathBuf,
+    fault: Arc<fault::Fault>,
+    /// Set by the writer once redb has latched an I/O error: every later
+    /// write fails until the database is reopened (a restart).
+    failed: Arc<std::sync::OnceLock<String>>,
     queue: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Bumped by the writer after every durable commit (see [`Store::generation`]).
@@ -209,9 +228,23 @@ impl Store {
                 Self::keep_before_upgrade(path, v)?;
             }
         }
+        let fault = Arc::new(fault::Fault::default());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let file = redb::backends::FileBackend::new(file).map_err(|e| open_error(path, e))?;
+        // What `Builder::create(path)` does, through the backend with the
+        // test switch (fault.rs).
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(path)
+            .create_with_backend(fault::Backend::new(file, fault.clone()))
             .map_err(|e| open_error(path, e))?;
         // The file holds password and token hashes: owner only.
         let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
@@ -219,9 +252,12 @@ impl Store {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let writer_db = db.clone();
+        let failed = Arc::new(std::sync::OnceLock::new());
+        let writer_failed = failed.clone();
+        let writer_path = path.to_owned();
         let writer = std::thread::Builder::new()
             .name("roster-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx))
+            .spawn(move || writer_loop(&writer_db, &writer_path, &rx, &writer_failed))
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 message: format!("cannot start writer thread: {e}"),
@@ -230,6 +266,8 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 path: path.to_owned(),
+                fault,
+                failed,
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
                 generation: Arc::new(AtomicU64::new(0)),
@@ -290,6 +328,22 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Why the database refuses writes until roster is restarted, once redb
+    /// has latched an I/O error (disk full, read-only, failing); `None` while
+    /// writes work.
+    pub fn storage_failure(&self) -> Option<&str> {
+        self.inner.failed.get().map(String::as_str)
+    }
+
+    /// Test hook: from now on every write, resize and sync of the database
+    /// file fails with OS error `errno` (28 ENOSPC, 30 EROFS, 5 EIO), as if
+    /// the disk filled up; `None` lets them through again. redb reacts as
+    /// it would to the real error. Only code holding the `Store` can call
+    /// this: no request, config or environment variable reaches it.
+    pub fn inject_write_errors(&self, errno: Option<i32>) {
+        self.inner.fault.set(errno);
     }
 
     /// Runs `f` in a read transaction on the blocking pool.
@@ -380,7 +434,7 @@ impl Store {
     }
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Box<dyn Job>>) {
+fn writer_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Box<dyn Job>>, failed: &std::sync::OnceLock<String>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -389,7 +443,37 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch);
+        if let Some(why) = failed.get() {
+            // redb would refuse the write transaction (`PreviousIo`); answer
+            // without asking it, and without a log line per request.
+            fail_all(batch, &StoreError::Storage(why.clone()));
+            continue;
+        }
+        if let Err(e) = commit_batch(db, batch) {
+            storage_failed(db, path, &e, failed);
+        }
+    }
+}
+
+/// After a batch failed with a storage error: finds out whether redb latched
+/// it (it does for every failed write, resize or sync of the file: its
+/// `CheckedBackend` then answers `PreviousIo` to everything until the
+/// database is reopened), and says so once in the log.
+fn storage_failed(db: &Database, path: &Path, e: &str, failed: &std::sync::OnceLock<String>) {
+    match db.begin_write() {
+        Ok(txn) => {
+            let _ = txn.abort();
+            tracing::error!(error = %e, path = %path.display(), "storage failed; the write was not applied and later writes will be tried again");
+        }
+        Err(latched) => {
+            let _ = failed.set(e.to_owned());
+            tracing::error!(
+                error = %e,
+                path = %path.display(),
+                after = %latched,
+                "storage failed (disk full, read-only or failing?); the failed writes were not applied and nothing acknowledged is lost, but the database refuses all writes until roster is restarted: free space or fix the disk, then restart roster"
+            );
+        }
     }
 }
 
@@ -401,30 +485,33 @@ fn fail_all(jobs: Vec<Box<dyn Job>>, e: &StoreError) {
 
 /// Runs the batch in one write transaction and commits it durably. A job
 /// that refuses itself is taken out and the rest re-run from scratch, so a
-/// refusal never leaves part of its writes in the commit.
-fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
+/// refusal never leaves part of its writes in the commit. A storage error
+/// fails every job of the batch and is returned (after the transaction has
+/// ended) for `storage_failed`.
+fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) -> Result<(), String> {
     let mut refused: Vec<Box<dyn Job>> = Vec::new();
+    let fail = |batch: Vec<Box<dyn Job>>, refused: Vec<Box<dyn Job>>, e: StoreError| {
+        fail_all(batch, &e);
+        fail_all(refused, &e);
+        match e {
+            StoreError::Storage(why) => Err(why),
+            _ => Ok(()),
+        }
+    };
     'attempt: loop {
         if batch.is_empty() {
             for job in refused {
                 job.finish(Ok(()));
             }
-            return;
+            return Ok(());
         }
         let mut txn = match db.begin_write() {
             Ok(t) => t,
-            Err(e) => {
-                let e = StoreError::from(e);
-                fail_all(batch, &e);
-                fail_all(refused, &e);
-                return;
-            }
+            Err(e) => return fail(batch, refused, StoreError::from(e)),
         };
         if let Err(e) = txn.set_durability(Durability::Immediate) {
-            let e = StoreError::from(e);
-            fail_all(batch, &e);
-            fail_all(refused, &e);
-            return;
+            let _ = txn.abort();
+            return fail(batch, refused, StoreError::from(e));
         }
         for i in 0..batch.len() {
             match batch[i].run(&txn) {
@@ -436,30 +523,31 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
                 }
                 Step::Failed(e) => {
                     let _ = txn.abort();
-                    tracing::error!(error = %e, "write batch failed");
-                    fail_all(batch, &e);
-                    fail_all(refused, &e);
-                    return;
+                    if !matches!(e, StoreError::Storage(_)) {
+                        tracing::error!(error = %e, "write batch failed");
+                    }
+                    return fail(batch, refused, e);
                 }
             }
         }
         let started = std::time::Instant::now();
         let batch_len = batch.len();
-        match txn.commit() {
+        return match txn.commit() {
             Ok(()) => {
                 crate::metrics::commit(started.elapsed().as_secs_f64(), batch_len);
                 for job in batch.into_iter().chain(refused) {
                     job.finish(Ok(()));
                 }
+                Ok(())
             }
             Err(e) => {
                 let e = StoreError::from(e);
-                tracing::error!(error = %e, "commit failed");
-                fail_all(batch, &e);
-                fail_all(refused, &e);
+                if !matches!(e, StoreError::Storage(_)) {
+                    tracing::error!(error = %e, "commit failed");
+                }
+                fail(batch, refused, e)
             }
-        }
-        return;
+        };
     }
 }
 

@@ -180,6 +180,23 @@ pub fn message(
     )
 }
 
+/// The 503 page for a change the store could not make (storage failed or
+/// shutting down), with `Retry-After` like the SCIM and OAuth 503s.
+pub fn unavailable(app_workspace: &str, title: &str) -> Response {
+    let mut r = message(
+        app_workspace,
+        StatusCode::SERVICE_UNAVAILABLE,
+        title,
+        &["The server cannot save changes right now. Nothing was changed; try again in a moment."],
+        None,
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(crate::scim::error::RETRY_AFTER_SECS),
+    );
+    r
+}
+
 /// The workspace name for page headers.
 pub async fn workspace_name(app: &App) -> String {
     crate::workspace::get(&app.store)

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::{self, PreCsrf, SESSION_COOKIE, SignedIn};
-use super::{message, render, workspace_name};
+use super::{message, render, unavailable, workspace_name};
 use crate::ratelimit::{LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS};
 use crate::server::forwarded::ClientIp;
 use crate::workspace::model::{LinkPurpose, Management, Role, Status};
@@ -144,17 +144,19 @@ pub async fn login(
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed in the store");
-            return message(
-                &ws,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                &["Try again in a moment."],
-                None,
-            );
+            return unavailable(&ws, "Sign-in is unavailable");
         }
     };
     let started = match &member {
-        Some(m) => sessions::start(&app, m, "session.signed_in").await.ok().flatten(),
+        Some(m) => match sessions::start(&app, m, "session.signed_in").await {
+            Ok(s) => s,
+            // The password was right but the session could not be stored
+            // (disk full): not a failed sign-in.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store a new session");
+                return unavailable(&ws, "Sign-in is unavailable");
+            }
+        },
         None => None,
     };
     match started {
@@ -352,13 +354,7 @@ async fn link_use_with(app: &App, kind: &LinkKind, csrf: &PreCsrf, f: &LinkForm)
         Ok(Err(_)) => invalid_link(&ws),
         Err(e) => {
             tracing::error!(error = %e, "using a link failed");
-            message(
-                &ws,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Something went wrong",
-                &["Try again in a moment."],
-                None,
-            )
+            unavailable(&ws, "Something went wrong")
         }
     }
 }

@@ -63,14 +63,14 @@ struct Ledger {
 }
 
 #[derive(Clone)]
-struct Target {
-    addr: std::net::SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    token: String,
+pub(crate) struct Target {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) token: String,
 }
 
 /// One SCIM request; `Err` when the connection failed (server gone).
-async fn call(t: &Target, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+pub(crate) async fn call(t: &Target, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
     let mut b = hyper::Request::builder()
         .method(method)
         .uri(format!("/scim/v2{path}"))
@@ -93,7 +93,7 @@ async fn call(t: &Target, method: &str, path: &str, body: Option<Value>) -> Resu
 }
 
 /// The pinned TLS client config for a binary server on `data_dir`.
-fn tls_for(data_dir: &Path) -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_for(data_dir: &Path) -> Arc<rustls::ClientConfig> {
     let mut c = roster::config::Config::embedded_default();
     c.data_dir = data_dir.to_owned();
     let cert = roster::server::tls::load_certs(&roster::server::tls::cert_path(&c))
@@ -317,7 +317,7 @@ async fn check_acknowledged(t: &Target, ledger: &Ledger, rng: &mut Rng) -> usize
 
 /// Opens the database with the library (as `roster` would after a crash)
 /// and checks that nothing is half-applied. Returns (members, teams, audit rows).
-async fn check_consistent(db: &Path) -> (usize, usize, usize) {
+pub(crate) async fn check_consistent(db: &Path) -> (usize, usize, usize) {
     let path = db.to_owned();
     let store = tokio::task::spawn_blocking(move || roster::store::Store::open(&path))
         .await

@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod console;
 mod crash;
+mod diskfull;
 mod fuzz_quick;
 mod hostile;
 mod mail;
