@@ -47,7 +47,14 @@ pub fn resource_response(
     version: Option<u64>,
     location: Option<&str>,
 ) -> Response {
-    let mut resp = (status, resource.to_string()).into_response();
+    write_response(status, &resource, version, location)
+}
+
+/// Serialises straight into the body bytes (`to_vec`, not `Display`, which
+/// goes through `fmt::Write` for every fragment).
+fn write_response(status: StatusCode, resource: &Value, version: Option<u64>, location: Option<&str>) -> Response {
+    let body = serde_json::to_vec(resource).unwrap_or_default();
+    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     if let Some(v) = version
@@ -64,7 +71,7 @@ pub fn resource_response(
 }
 
 pub fn json_response(status: StatusCode, v: &Value) -> Response {
-    resource_response(status, v.clone(), None, None)
+    write_response(status, v, None, None)
 }
 
 /// Reads a JSON request body: `application/scim+json` or `application/json`
