@@ -193,7 +193,7 @@ type WithTeams = (Member, Vec<(Uuid, String)>);
 fn respond(app: &App, q: &Query, (m, teams): &WithTeams, status: StatusCode) -> Response {
     let full = render_user(m, &app.config.public_url, teams);
     let location = user_location(&app.config.public_url, &m.id);
-    resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location))
+    resource_response(status, q.project_owned(full, &USER), Some(m.version), Some(&location))
 }
 
 /// Adds the member's teams to a successful write, inside its transaction.
@@ -375,7 +375,7 @@ pub async fn list(
     let public_url = app.config.public_url.clone();
     let q2 = q.clone();
     let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
-    let resources = page.iter().map(|r| q.project(r, &USER)).collect();
+    let resources = page.into_iter().map(|r| q.project_owned(r, &USER)).collect();
     Ok(json_response(
         StatusCode::OK,
         &list_response(total, q.offset, resources),
