@@ -216,6 +216,9 @@ fn project_schema(
     }
 }
 
+/// A resource's members, moved out of its map.
+type Members = Vec<(String, Value)>;
+
 /// Shapes `resource` for output. `attributes` and `excluded` are the parsed
 /// query parameters (empty when absent). See the module documentation for
 /// the rules.
@@ -239,7 +242,7 @@ pub fn project_owned(resource: Value, def: &ResourceDef, attributes: &[AttrPath]
 
     // Core attribute names never start with "urn:", so the core pass only
     // ever keeps non-URN members and the extension pass only URN members.
-    let (urns, core): (Vec<(String, Value)>, Vec<(String, Value)>) = obj.into_iter().partition(|(k, _)| is_urn(k));
+    let (urns, core): (Members, Members) = obj.into_iter().partition(|(k, _)| is_urn(k));
     let mut out = Map::new();
     project_schema(core, def.core, attrs_opt, &excl, &mut out, true);
     for (k, v) in urns {
