@@ -315,8 +315,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // redb reads run on the blocking pool. They are short and CPU-bound,
-        // so a few threads suffice; more only fragment malloc arenas (RSS).
-        .max_blocking_threads(16)
+        // so a few threads suffice: with 16, 64 concurrent GETs kept waking
+        // parked pool threads (futex + context switch per read) on 2 cores;
+        // with 4 the busy threads drain the queue themselves (quick bench:
+        // GET /Users/{id} +45-60%). Argon2 hashes (at most 2 at a time, see
+        // `App::hash_permits`) and a running backup still leave room for reads.
+        .max_blocking_threads(4)
         .thread_name("roster")
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))

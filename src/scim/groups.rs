@@ -391,7 +391,7 @@ async fn respond(app: &App, q: &Query, team: Team, status: StatusCode) -> Result
     let location = group_location(&app.config.public_url, &team.id);
     Ok(resource_response(
         status,
-        q.project(&v, &GROUP),
+        q.project_owned(v, &GROUP),
         Some(team.version),
         Some(&location),
     ))
@@ -546,7 +546,7 @@ pub async fn list(
     let public_url = app.config.public_url.clone();
     let q2 = q.clone();
     let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
-    let resources = page.iter().map(|r| q.project(r, &GROUP)).collect();
+    let resources = page.into_iter().map(|r| q.project_owned(r, &GROUP)).collect();
     Ok(json_response(
         StatusCode::OK,
         &list_response(total, q.offset, resources),

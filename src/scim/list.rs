@@ -104,9 +104,10 @@ impl Query {
         Ok(q)
     }
 
-    /// Applies attributes / excludedAttributes (and drops `returned: never`).
-    pub fn project(&self, resource: &Value, def: &ResourceDef) -> Value {
-        project::project(resource, def, &self.attributes, &self.excluded)
+    /// Applies attributes / excludedAttributes (and drops `returned: never`),
+    /// moving kept values out of `resource` instead of cloning them.
+    pub fn project_owned(&self, resource: Value, def: &ResourceDef) -> Value {
+        project::project_owned(resource, def, &self.attributes, &self.excluded)
     }
 }
 

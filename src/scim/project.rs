@@ -113,13 +113,8 @@ fn hidden(a: &AttrDef) -> bool {
 
 /// Shapes one complex object: drops hidden sub-attributes, then keeps only
 /// `keep` (when given) or removes `drop`.
-fn shape_object(
-    o: &Map<String, Value>,
-    attr: &AttrDef,
-    keep: Option<&[String]>,
-    drop: &[String],
-) -> Map<String, Value> {
-    o.iter()
+fn shape_object(o: Map<String, Value>, attr: &AttrDef, keep: Option<&[String]>, drop: &[String]) -> Map<String, Value> {
+    o.into_iter()
         .filter(|(k, _)| {
             let lk = k.to_lowercase();
             let visible = match attr.sub(k) {
@@ -130,15 +125,14 @@ fn shape_object(
             };
             visible && keep.is_none_or(|ks| ks.contains(&lk)) && !drop.contains(&lk)
         })
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
 /// Applies sub-attribute shaping to a complex value (object or array of
 /// objects). Returns `None` when nothing is left.
-fn shape_value(v: &Value, attr: &AttrDef, keep: Option<&[String]>, drop: &[String]) -> Option<Value> {
+fn shape_value(v: Value, attr: &AttrDef, keep: Option<&[String]>, drop: &[String]) -> Option<Value> {
     if !attr.is_complex() || (keep.is_none() && drop.is_empty() && attr.sub_attributes.iter().all(|s| !hidden(s))) {
-        return Some(v.clone());
+        return Some(v);
     }
     match v {
         Value::Object(o) => {
@@ -147,25 +141,29 @@ fn shape_value(v: &Value, attr: &AttrDef, keep: Option<&[String]>, drop: &[Strin
         }
         Value::Array(items) => {
             let out: Vec<Value> = items
-                .iter()
+                .into_iter()
                 .filter_map(|e| match e {
                     Value::Object(o) => {
                         let m = shape_object(o, attr, keep, drop);
                         (!m.is_empty()).then_some(Value::Object(m))
                     }
-                    other => Some(other.clone()),
+                    other => Some(other),
                 })
                 .collect();
             (!out.is_empty()).then_some(Value::Array(out))
         }
-        other => Some(other.clone()),
+        other => Some(other),
     }
 }
 
-/// Shapes the attributes of one schema held in `obj` (the resource for the
-/// core schema, the extension object otherwise).
+fn is_urn(k: &str) -> bool {
+    k.len() >= 4 && k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+}
+
+/// Shapes the attributes of one schema (the resource's non-URN members for
+/// the core schema, the extension object otherwise), moving kept values.
 fn project_schema(
-    obj: &Map<String, Value>,
+    obj: impl IntoIterator<Item = (String, Value)>,
     schema: &SchemaDef,
     attributes: Option<&[Sel]>,
     excluded: &[Sel],
@@ -174,15 +172,14 @@ fn project_schema(
 ) {
     for (k, v) in obj {
         if is_core && k.eq_ignore_ascii_case("schemas") {
-            out.insert(k.clone(), v.clone());
+            out.insert(k, v);
             continue;
         }
-        let Some(attr) = schema.attr(k) else {
+        let Some(attr) = schema.attr(&k) else {
             // Undescribed data: default set only. (Extension objects are
             // handled by the caller, never here.)
-            let is_urn = k.len() >= 4 && k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
-            if attributes.is_none() && !(is_core && is_urn) {
-                out.insert(k.clone(), v.clone());
+            if attributes.is_none() && !(is_core && is_urn(&k)) {
+                out.insert(k, v);
             }
             continue;
         };
@@ -191,7 +188,7 @@ fn project_schema(
         }
         if attr.returned == Returned::Always {
             if let Some(x) = shape_value(v, attr, None, &[]) {
-                out.insert(k.clone(), x);
+                out.insert(k, x);
             }
             continue;
         }
@@ -214,17 +211,26 @@ fn project_schema(
             }
         };
         if let Some(x) = shaped {
-            out.insert(k.clone(), x);
+            out.insert(k, x);
         }
     }
 }
+
+/// A resource's members, moved out of its map.
+type Members = Vec<(String, Value)>;
 
 /// Shapes `resource` for output. `attributes` and `excluded` are the parsed
 /// query parameters (empty when absent). See the module documentation for
 /// the rules.
 pub fn project(resource: &Value, def: &ResourceDef, attributes: &[AttrPath], excluded: &[AttrPath]) -> Value {
-    let Some(obj) = resource.as_object() else {
-        return resource.clone();
+    project_owned(resource.clone(), def, attributes, excluded)
+}
+
+/// [`project`] on an owned resource: kept values are moved, not cloned
+/// (callgrind: the clones were most of the projection's cost per GET).
+pub fn project_owned(resource: Value, def: &ResourceDef, attributes: &[AttrPath], excluded: &[AttrPath]) -> Value {
+    let Value::Object(obj) = resource else {
+        return resource;
     };
     let attrs: Vec<Sel> = attributes.iter().map(|p| normalise(p, def)).collect();
     let excl: Vec<Sel> = if attrs.is_empty() {
@@ -234,20 +240,19 @@ pub fn project(resource: &Value, def: &ResourceDef, attributes: &[AttrPath], exc
     };
     let attrs_opt = (!attrs.is_empty()).then_some(attrs.as_slice());
 
+    // Core attribute names never start with "urn:", so the core pass only
+    // ever keeps non-URN members and the extension pass only URN members.
+    let (urns, core): (Members, Members) = obj.into_iter().partition(|(k, _)| is_urn(k));
     let mut out = Map::new();
-    project_schema(obj, def.core, attrs_opt, &excl, &mut out, true);
-    for (k, v) in obj {
-        let is_urn = k.len() >= 4 && k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
-        if !is_urn {
-            continue;
-        }
-        match def.schema_by_urn(k) {
+    project_schema(core, def.core, attrs_opt, &excl, &mut out, true);
+    for (k, v) in urns {
+        match def.schema_by_urn(&k) {
             Some(s) if !std::ptr::eq(s, def.core) => {
-                let Some(ext) = v.as_object() else { continue };
+                let Value::Object(ext) = v else { continue };
                 let mut sub_out = Map::new();
                 project_schema(ext, s, attrs_opt, &excl, &mut sub_out, false);
                 if !sub_out.is_empty() {
-                    out.insert(k.clone(), Value::Object(sub_out));
+                    out.insert(k, Value::Object(sub_out));
                 }
             }
             Some(_) => {}
@@ -259,7 +264,7 @@ pub fn project(resource: &Value, def: &ResourceDef, attributes: &[AttrPath], exc
                     None => !named(&excl),
                 };
                 if include {
-                    out.insert(k.clone(), v.clone());
+                    out.insert(k, v);
                 }
             }
         }

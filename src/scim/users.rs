@@ -47,7 +47,14 @@ pub fn resource_response(
     version: Option<u64>,
     location: Option<&str>,
 ) -> Response {
-    let mut resp = (status, resource.to_string()).into_response();
+    write_response(status, &resource, version, location)
+}
+
+/// Serialises straight into the body bytes (`to_vec`, not `Display`, which
+/// goes through `fmt::Write` for every fragment).
+fn write_response(status: StatusCode, resource: &Value, version: Option<u64>, location: Option<&str>) -> Response {
+    let body = serde_json::to_vec(resource).unwrap_or_default();
+    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     if let Some(v) = version
@@ -64,7 +71,7 @@ pub fn resource_response(
 }
 
 pub fn json_response(status: StatusCode, v: &Value) -> Response {
-    resource_response(status, v.clone(), None, None)
+    write_response(status, v, None, None)
 }
 
 /// Reads a JSON request body: `application/scim+json` or `application/json`
@@ -186,7 +193,7 @@ type WithTeams = (Member, Vec<(Uuid, String)>);
 fn respond(app: &App, q: &Query, (m, teams): &WithTeams, status: StatusCode) -> Response {
     let full = render_user(m, &app.config.public_url, teams);
     let location = user_location(&app.config.public_url, &m.id);
-    resource_response(status, q.project(&full, &USER), Some(m.version), Some(&location))
+    resource_response(status, q.project_owned(full, &USER), Some(m.version), Some(&location))
 }
 
 /// Adds the member's teams to a successful write, inside its transaction.
@@ -368,7 +375,7 @@ pub async fn list(
     let public_url = app.config.public_url.clone();
     let q2 = q.clone();
     let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
-    let resources = page.iter().map(|r| q.project(r, &USER)).collect();
+    let resources = page.into_iter().map(|r| q.project_owned(r, &USER)).collect();
     Ok(json_response(
         StatusCode::OK,
         &list_response(total, q.offset, resources),

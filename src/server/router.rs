@@ -29,8 +29,13 @@ impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let mut b = [0u8; 8];
         self.0.rng.fill(&mut b);
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        HeaderValue::from_str(&hex).ok().map(RequestId::new)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 16];
+        for (i, x) in b.iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(x >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(x & 0x0f)];
+        }
+        HeaderValue::from_bytes(&hex).ok().map(RequestId::new)
     }
 }
 
