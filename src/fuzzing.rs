@@ -107,8 +107,11 @@ pub fn ingest(data: &[u8]) {
     let _ = model::ingest_body(&v, None);
 }
 
+/// A property: panics on an input that breaks it.
+pub type Property = fn(&[u8]);
+
 /// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Property); 5] = [
     ("filter", filter),
     ("patch", patch),
     ("json", json),
