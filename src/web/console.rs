@@ -1034,12 +1034,12 @@ pub async fn clients_action(State(app): State<App>, a: Admin, Form(f): Form<Acti
     }
     let actor = a.ctx.actor();
     let blank = ActionForm::default();
-    let failed = |e: ClientError, f: &ActionForm| {
+    let failed = |e: ClientError| {
         let status = match e {
             ClientError::NotFound(_) | ClientError::NoGrant(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         };
-        (err(client_error_text(&e)), status, f.name.clone())
+        (err(client_error_text(&e)), status)
     };
     let outcome = match f.action.as_str() {
         "register" => {
@@ -1059,7 +1059,7 @@ pub async fn clients_action(State(app): State<App>, a: Admin, Form(f): Form<Acti
                     return clients_page(&app, &a, issued, &blank, notice, StatusCode::CREATED).await;
                 }
                 Err(ClientError::Store(e)) => return store_failed(&a, e),
-                Err(e) => failed(e, &f),
+                Err(e) => failed(e),
             }
         }
         "rotate" => match oauth::rotate_secret(&app, &f.id, actor).await {
@@ -1077,16 +1077,16 @@ pub async fn clients_action(State(app): State<App>, a: Admin, Form(f): Form<Acti
                 return clients_page(&app, &a, issued, &blank, notice, StatusCode::OK).await;
             }
             Err(ClientError::Store(e)) => return store_failed(&a, e),
-            Err(e) => failed(e, &blank),
+            Err(e) => failed(e),
         },
         "remove" => match oauth::remove(&app, &f.id, actor).await {
             Ok(_) => return see(format!("{}?done=client_removed", paths::ADMIN_CLIENTS)),
             Err(ClientError::Store(e)) => return store_failed(&a, e),
-            Err(e) => failed(e, &blank),
+            Err(e) => failed(e),
         },
-        _ => (err("Unknown action."), StatusCode::BAD_REQUEST, String::new()),
+        _ => (err("Unknown action."), StatusCode::BAD_REQUEST),
     };
-    let (notice, status, _) = outcome;
+    let (notice, status) = outcome;
     clients_page(&app, &a, None, &f, notice, status).await
 }
 

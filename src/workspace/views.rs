@@ -30,7 +30,9 @@ impl MemberFilter {
         self.q.trim().is_empty() && self.status.is_none() && self.role.is_none() && self.managed.is_none()
     }
 
-    fn matches(&self, m: &Member) -> bool {
+    /// `q` is the query already trimmed and lower-cased (once per listing,
+    /// not once per member examined).
+    fn matches(&self, m: &Member, q: &str) -> bool {
         if self.status.is_some_and(|s| s != m.status) || self.role.is_some_and(|r| r != m.role) {
             return false;
         }
@@ -39,7 +41,6 @@ impl MemberFilter {
         {
             return false;
         }
-        let q = self.q.trim().to_lowercase();
         if q.is_empty() {
             return true;
         }
@@ -49,14 +50,14 @@ impl MemberFilter {
             m.given_name.as_deref(),
             m.family_name.as_deref(),
         ];
-        hay.iter().flatten().any(|h| h.to_lowercase().contains(&q))
+        hay.iter().flatten().any(|h| h.to_lowercase().contains(q))
             || format!(
                 "{} {}",
                 m.given_name.as_deref().unwrap_or(""),
                 m.family_name.as_deref().unwrap_or("")
             )
             .to_lowercase()
-            .contains(&q)
+            .contains(q)
     }
 }
 
@@ -105,6 +106,7 @@ pub async fn members(app: &App, filter: MemberFilter, from: String, limit: usize
         .read(move |txn| {
             let names = connection_names(txn)?;
             let total = store::members::listed_count(txn)?;
+            let q = filter.q.trim().to_lowercase();
             let mut rows = Vec::new();
             let mut examined = 0usize;
             if filter.status == Some(Status::Removed) {
@@ -120,7 +122,7 @@ pub async fn members(app: &App, filter: MemberFilter, from: String, limit: usize
                     }
                     examined += 1;
                     last = Some(m.id);
-                    if filter.matches(&m) {
+                    if filter.matches(&m, &q) {
                         rows.push(row(&names, m));
                     }
                     true
@@ -155,7 +157,7 @@ pub async fn members(app: &App, filter: MemberFilter, from: String, limit: usize
                     return false;
                 }
                 examined += 1;
-                if filter.matches(&m) {
+                if filter.matches(&m, &q) {
                     rows.push(row(&names, m));
                 }
                 true
