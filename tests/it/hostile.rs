@@ -16,7 +16,7 @@ use hyper::body::Bytes;
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle};
 use roster::client::Response;
 use roster::store::tables as t;
-use roster::workspace::model::{Actor, ClientKind};
+use roster::workspace::model::{Actor, ClientKind, Connection, Grant};
 use serde_json::{Value, json};
 
 use crate::oauth::{ADMIN, OKTA_CB, PASSWORD, admin_web, set_password, sign_in};
@@ -276,6 +276,24 @@ fn check(c: &Case, r: &Result<Response, String>) -> Result<(), String> {
 
 // ------------------------------------------------------------ snapshot
 
+/// Like [`dump`] for a table of encoded rows, with `forget` clearing
+/// fields that are bookkeeping rather than data.
+fn dump_decoded<T: serde::de::DeserializeOwned + Debug>(
+    txn: &ReadTransaction,
+    def: TableDefinition<u128, &[u8]>,
+    forget: fn(&mut T),
+    out: &mut Vec<String>,
+) {
+    let name = def.name().to_owned();
+    let table = txn.open_table(def).expect("open");
+    for row in table.iter().expect("iterate") {
+        let (k, v) = row.expect("row");
+        let mut value: T = roster::store::codec::decode(v.value()).expect("decode");
+        forget(&mut value);
+        out.push(format!("{name}: {:?} = {value:?}", k.value()));
+    }
+}
+
 fn dump<K, V>(txn: &ReadTransaction, def: TableDefinition<K, V>, out: &mut Vec<String>)
 where
     K: redb::Key + 'static,
@@ -313,12 +331,12 @@ async fn snapshot(s: &TestServer, tok: &str) -> (Vec<String>, Value, Value) {
             dump(txn, t::AUDIT, &mut out);
             // "Last used" is bookkeeping of any authenticated request, not
             // a change a request made: compared without it.
-            for row in txn.open_table(t::CONNECTIONS)?.iter()? {
-                let (k, v) = row?;
-                let mut c: roster::workspace::model::Connection = roster::store::codec::decode(v.value())?;
-                c.last_used_ms = None;
-                out.push(format!("connections: {:?} = {c:?}", k.value()));
-            }
+            dump_decoded(
+                txn,
+                t::CONNECTIONS,
+                |c: &mut Connection| c.last_used_ms = None,
+                &mut out,
+            );
             dump(txn, t::SCIM_TOKENS, &mut out);
             dump(txn, t::OUTBOX, &mut out);
             dump(txn, t::SYNC_ERRORS, &mut out);
@@ -328,12 +346,7 @@ async fn snapshot(s: &TestServer, tok: &str) -> (Vec<String>, Value, Value) {
             dump(txn, t::MEMBER_TEAMS, &mut out);
             dump(txn, t::OAUTH_CLIENTS, &mut out);
             dump(txn, t::OAUTH_CODES, &mut out);
-            for row in txn.open_table(t::OAUTH_GRANTS)?.iter()? {
-                let (k, v) = row?;
-                let mut g: roster::workspace::model::Grant = roster::store::codec::decode(v.value())?;
-                g.last_used_ms = None;
-                out.push(format!("grants: {:?} = {g:?}", k.value()));
-            }
+            dump_decoded(txn, t::OAUTH_GRANTS, |g: &mut Grant| g.last_used_ms = None, &mut out);
             if let Ok(table) = txn.open_table(t::SESSIONS) {
                 for row in table.iter()? {
                     out.push(format!("session {:?}", row?.0.value()));
