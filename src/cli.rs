@@ -329,7 +329,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// Changes the log level of the running process (SIGHUP).
 type LevelHandle = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
-fn init_logging(config: &Config) -> Option<LevelHandle> {
+/// Sets up the log (buffered through [`crate::logsink`]); the caller flushes
+/// the returned sink before the process exits.
+fn init_logging(config: &Config) -> (Option<LevelHandle>, crate::logsink::LogSink) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let from_env = std::env::var_os("RUST_LOG").is_some();
@@ -338,6 +340,17 @@ fn init_logging(config: &Config) -> Option<LevelHandle> {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let registry = tracing_subscriber::registry().with(filter);
+    let sink = crate::logsink::LogSink::stderr();
+    {
+        // A panic message goes straight to stderr: write the buffered lines
+        // before it, so the log reads in order.
+        let sink = sink.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            sink.flush();
+            previous(info);
+        }));
+    }
     let _ = match config.log_format {
         LogFormat::Json => registry
             .with(
@@ -345,19 +358,19 @@ fn init_logging(config: &Config) -> Option<LevelHandle> {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(sink.clone()),
             )
             .try_init(),
         LogFormat::Human => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(ansi)
-                    .with_writer(std::io::stderr),
+                    .with_writer(sink.clone()),
             )
             .try_init(),
     };
     // RUST_LOG set by hand wins over the config, also on reload.
-    (!from_env).then_some(handle)
+    ((!from_env).then_some(handle), sink)
 }
 
 /// SIGHUP: re-read the config file and apply what is safe to change while
@@ -398,12 +411,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if let Some(l) = listen {
                 config.listen = l;
             }
-            let levels = init_logging(&config);
+            let (levels, log) = init_logging(&config);
             let path = cfg.config.clone().or_else(|| {
                 let system = std::path::PathBuf::from(SYSTEM_CONFIG);
                 (system.exists() && std::env::var_os("ROSTER_NO_SYSTEM_CONFIG").is_none()).then_some(system)
             });
-            runtime()?.block_on(serve(config, path, levels))
+            let result = runtime()?.block_on(serve(config, path, levels));
+            log.flush();
+            result
         }
         Command::Init {
             cfg,

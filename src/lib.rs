@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod fuzzing;
+pub mod logsink;
 pub mod mail;
 pub mod metrics;
 pub mod oauth;

@@ -43,7 +43,6 @@ pub fn routes(app: App) -> Router<App> {
         // A layer (not route_layer) so unknown paths ask for a token too:
         // anonymous callers learn nothing about which routes exist.
         .layer(middleware::from_fn_with_state(app, require_bearer))
-        .route_layer(middleware::from_fn(crate::metrics::scim_ops))
 }
 
 async fn unknown() -> ScimError {

@@ -232,10 +232,11 @@ pub async fn create(
     let r = app
         .store
         .write(move |txn| {
-            let r = rules::provision(txn, &c, &input, &fresh)?
-                .map(|p| p.member)
-                .map_err(Refused::from);
-            with_teams(txn, r)
+            match rules::provision(txn, &c, &input, &fresh)? {
+                // A member created just now is in no team yet.
+                Ok(p) if !p.linked => Ok(Ok((p.member, Vec::new()))),
+                r => with_teams(txn, r.map(|p| p.member).map_err(Refused::from)),
+            }
         })
         .await;
     let m = finish(&app, &ctx, "create User", &target, r).await?;

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
@@ -21,21 +21,36 @@ use crate::{App, paths};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request ids from the App's RNG: 16 hex digits, unique enough to grep.
+/// Request ids: 16 hex digits, unique within the process and unpredictable
+/// across restarts, without a `getrandom` call per request. A per-process
+/// random seed (from the App's RNG) is XORed with a counter and mixed with
+/// SplitMix64, a bijection, so two requests never share an id.
 #[derive(Clone)]
-struct RandomRequestId(App);
+struct RequestIds(std::sync::Arc<(u64, std::sync::atomic::AtomicU64)>);
 
-impl MakeRequestId for RandomRequestId {
+impl RequestIds {
+    fn new(app: &App) -> RequestIds {
+        let mut seed = [0u8; 8];
+        app.rng.fill(&mut seed);
+        RequestIds(std::sync::Arc::new((
+            u64::from_le_bytes(seed),
+            std::sync::atomic::AtomicU64::new(0),
+        )))
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let mut b = [0u8; 8];
-        self.0.rng.fill(&mut b);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 16];
-        for (i, x) in b.iter().enumerate() {
-            hex[2 * i] = HEX[usize::from(x >> 4)];
-            hex[2 * i + 1] = HEX[usize::from(x & 0x0f)];
-        }
-        HeaderValue::from_bytes(&hex).ok().map(RequestId::new)
+        let n = self.0.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let v = splitmix64(self.0.0 ^ n);
+        HeaderValue::from_str(&format!("{v:016x}")).ok().map(RequestId::new)
     }
 }
 
@@ -77,13 +92,12 @@ pub fn build(app: App) -> Router {
         .nest(paths::SCIM, crate::scim::router::routes(app.clone()))
         .merge(crate::web::routes(app.clone()))
         .merge(crate::oauth::routes(app.clone()))
-        .route_layer(middleware::from_fn(record_route))
         .route_layer(middleware::from_fn(crate::metrics::track))
         .fallback(not_found)
         .with_state(app.clone())
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId(app)))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new(&app)))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(middleware::from_fn(crate::scim::router::scim_error_bodies))
@@ -94,14 +108,6 @@ pub fn build(app: App) -> Router {
                 .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
                 .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes)),
         )
-}
-
-/// Puts the matched route template (not the raw path) on the request span.
-async fn record_route(req: Request, next: Next) -> Response {
-    if let Some(route) = req.extensions().get::<MatchedPath>() {
-        tracing::Span::current().record("route", route.as_str());
-    }
-    next.run(req).await
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -155,4 +161,21 @@ async fn not_found(State(app): State<App>, headers: axum::http::HeaderMap) -> Re
         r#"{"error":"not_found","error_description":"no such resource"}"#,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splitmix64;
+
+    #[test]
+    fn request_ids_do_not_repeat() {
+        // SplitMix64 is a bijection: distinct counters give distinct ids
+        // whatever the seed.
+        let seed = 0x1234_5678_9abc_def0;
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..200_000u64 {
+            assert!(seen.insert(splitmix64(seed ^ n)), "repeat at {n}");
+        }
+        assert_eq!(format!("{:016x}", splitmix64(seed)).len(), 16);
+    }
 }
