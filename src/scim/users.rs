@@ -253,7 +253,7 @@ pub async fn get(
     let uid = parse_id(&id)?;
     let found = app
         .store
-        .read(
+        .read_point(
             move |txn| match store::members::get(txn, uid)?.filter(Member::is_listed) {
                 Some(m) => Ok(Some((m, store::teams::teams_of(txn, uid)?))),
                 None => Ok(None),
@@ -375,7 +375,20 @@ pub async fn list(
     let q = Query::parse(&params, &USER, true)?;
     let public_url = app.config.public_url.clone();
     let q2 = q.clone();
-    let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
+    let read = move |txn: &redb::ReadTransaction| select(txn, &q2, &public_url);
+    // `userName eq` (Okta's and Entra's lookup before a create), `id eq` and
+    // `externalId eq` read one or a few members through an index: a point
+    // read. Everything else may scan.
+    let point = q
+        .filter
+        .as_ref()
+        .and_then(filter::index_lookup)
+        .is_some_and(|h| matches!(h.attr, IndexAttr::Id | IndexAttr::UserName | IndexAttr::ExternalId));
+    let (total, page) = if point {
+        app.store.read_point(read).await?
+    } else {
+        app.store.read(read).await?
+    };
     let resources = page.into_iter().map(|r| q.project_owned(r, &USER)).collect();
     Ok(json_response(
         StatusCode::OK,

@@ -194,6 +194,21 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Bumped by the writer after every durable commit (see [`Store::generation`]).
     generation: Arc<AtomicU64>,
+    /// Queue of the point-read thread (see [`Store::read_point`]).
+    points: mpsc::Sender<PointRead>,
+}
+
+/// A point read for the point-read thread: it carries its own database
+/// handle, so the idle thread holds none.
+type PointRead = Box<dyn FnOnce() + Send>;
+
+/// The point-read thread: runs queued reads one after another. A read that
+/// panics is answered with an error (its reply channel is dropped) and the
+/// thread goes on. Ends when the store is dropped.
+fn point_reader(rx: &mpsc::Receiver<PointRead>) {
+    while let Ok(job) = rx.recv() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
 }
 
 /// Handle to the open database; cheap to clone.
@@ -262,6 +277,14 @@ impl Store {
                 path: path.to_owned(),
                 message: format!("cannot start writer thread: {e}"),
             })?;
+        let (points, point_rx) = mpsc::channel::<PointRead>();
+        std::thread::Builder::new()
+            .name("roster-reader".into())
+            .spawn(move || point_reader(&point_rx))
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: format!("cannot start reader thread: {e}"),
+            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -271,6 +294,7 @@ impl Store {
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
                 generation: Arc::new(AtomicU64::new(0)),
+                points,
             }),
         })
     }
@@ -359,6 +383,32 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `f` in a read transaction on the store's point-read thread: for
+    /// reads of a few keys (one member by id, one token), which take
+    /// microseconds. They run one after another, so while requests keep
+    /// coming the thread keeps draining its queue instead of a pool thread
+    /// being woken (a futex wake and two context switches) for every read,
+    /// which cost GET /Users/{id} more than the read itself. Anything that
+    /// scans (listings, exports) belongs in [`Store::read`], or it would hold
+    /// up every point read queued behind it.
+    pub async fn read_point<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        let (reply, answer) = oneshot::channel();
+        let job: PointRead = Box::new(move || {
+            let r = db.begin_read().map_err(StoreError::from).and_then(|txn| f(&txn));
+            // The caller may have gone away; nothing to undo for a read.
+            let _ = reply.send(r);
+        });
+        self.inner.points.send(job).map_err(|_| StoreError::Closed)?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("read task failed".into()))?
     }
 
     /// Queues `f` for the writer. It runs inside a batch's write transaction

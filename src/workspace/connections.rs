@@ -238,7 +238,7 @@ type Found = Option<(ScimCtx, Option<i64>, UseRecord, Option<i64>)>;
 
 async fn lookup_static_token(app: &App, hash: crate::secret::TokenHash, now: i64) -> Result<Found, StoreError> {
     app.store
-        .read(move |txn| {
+        .read_point(move |txn| {
             let Some(t) = store::connections::token(txn, &hash)? else {
                 return Ok(None);
             };
@@ -259,7 +259,7 @@ async fn lookup_static_token(app: &App, hash: crate::secret::TokenHash, now: i64
 
 async fn lookup_access_token(app: &App, hash: crate::secret::TokenHash, now: i64) -> Result<Found, StoreError> {
     app.store
-        .read(move |txn| {
+        .read_point(move |txn| {
             let Some(t) = store::oauth::access(txn, &hash)? else {
                 return Ok(None);
             };
