@@ -12,6 +12,7 @@ pub mod model;
 pub mod patch;
 pub mod path;
 pub mod project;
+pub mod render;
 pub mod router;
 pub mod schema;
 pub mod users;

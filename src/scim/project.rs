@@ -293,6 +293,49 @@ fn project_selected(
     Value::Object(out)
 }
 
+/// What the default projection does to one top-level member `(k, v)` of a
+/// resource, without touching it: `Some(true)` keeps it exactly as it is,
+/// `Some(false)` drops it, `None` changes it (shapes sub-attributes). For
+/// renderers that write a resource straight to bytes (`render`), which
+/// fall back to [`project_owned`] on `None`.
+pub(super) fn default_keeps(k: &str, v: &Value, def: &ResourceDef) -> Option<bool> {
+    if !is_urn(k) {
+        return keeps_unchanged(k, def.core, true);
+    }
+    match def.schema_by_urn(k) {
+        Some(s) if !std::ptr::eq(s, def.core) => match v {
+            Value::Object(ext) => {
+                for k in ext.keys() {
+                    if keeps_unchanged(k, s, false)? {
+                        continue;
+                    }
+                    return None;
+                }
+                Some(!ext.is_empty())
+            }
+            _ => Some(false),
+        },
+        Some(_) => Some(false),
+        None => Some(true),
+    }
+}
+
+/// [`keep_by_default`] for the cases that leave the value untouched.
+fn keeps_unchanged(k: &str, schema: &SchemaDef, is_core: bool) -> Option<bool> {
+    if is_core && k.eq_ignore_ascii_case("schemas") {
+        return Some(true);
+    }
+    let Some(attr) = schema.attr(k) else {
+        return Some(true);
+    };
+    if hidden(attr) || attr.returned == Returned::Request {
+        return Some(false);
+    }
+    // `shape_value` returns such a value as it is.
+    let untouched = !attr.is_complex() || attr.sub_attributes.iter().all(|s| !hidden(s));
+    untouched.then_some(true)
+}
+
 /// [`project_owned`] without `attributes` or `excludedAttributes` (nearly
 /// every request): the same rules, applied by removing from the resource's
 /// own map instead of building a new one, since almost everything stays.

@@ -53,7 +53,16 @@ pub fn resource_response(
 /// Serialises straight into the body bytes (`to_vec`, not `Display`, which
 /// goes through `fmt::Write` for every fragment).
 fn write_response(status: StatusCode, resource: &Value, version: Option<u64>, location: Option<&str>) -> Response {
-    let body = serde_json::to_vec(resource).unwrap_or_default();
+    bytes_response(
+        status,
+        serde_json::to_vec(resource).unwrap_or_default(),
+        version,
+        location,
+    )
+}
+
+/// A SCIM JSON response from an already serialised body.
+fn bytes_response(status: StatusCode, body: Vec<u8>, version: Option<u64>, location: Option<&str>) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
@@ -191,8 +200,14 @@ type WithTeams = (Member, Vec<(Uuid, String)>);
 /// Renders a member with the teams read in the same transaction (one
 /// blocking-pool hop per request, not two).
 fn respond(app: &App, q: &Query, (m, teams): &WithTeams, status: StatusCode) -> Response {
-    let full = render_user(m, &app.config.public_url, teams);
     let location = user_location(&app.config.public_url, &m.id);
+    if q.attributes.is_empty()
+        && q.excluded.is_empty()
+        && let Some(body) = super::render::user_default(m, &app.config.public_url, teams)
+    {
+        return bytes_response(status, body, Some(m.version), Some(&location));
+    }
+    let full = render_user(m, &app.config.public_url, teams);
     resource_response(status, q.project_owned(full, &USER), Some(m.version), Some(&location))
 }
 
