@@ -40,14 +40,14 @@ pub fn user_location(public_url: &str, id: &uuid::Uuid) -> String {
     format!("{public_url}{}/Users/{id}", crate::paths::SCIM)
 }
 
-fn role_str(r: Role) -> &'static str {
+pub(super) fn role_str(r: Role) -> &'static str {
     match r {
         Role::Admin => "admin",
         Role::Member => "member",
     }
 }
 
-fn status_str(s: Status) -> &'static str {
+pub(super) fn status_str(s: Status) -> &'static str {
     match s {
         Status::Invited => "invited",
         Status::Active => "active",

@@ -20,11 +20,12 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::model::{role_str, status_str};
 use super::project::default_keeps;
 use super::schema::{ROSTER_URN, USER, USER_URN};
 use crate::clock::rfc3339;
 use crate::workspace::members::etag;
-use crate::workspace::model::{Management, Member, Role, Status};
+use crate::workspace::model::{Management, Member, Status};
 
 /// One member of the rendered object.
 enum Out<'a> {
@@ -138,22 +139,6 @@ impl Serialize for Out<'_> {
     }
 }
 
-fn role_str(r: Role) -> &'static str {
-    match r {
-        Role::Admin => "admin",
-        Role::Member => "member",
-    }
-}
-
-fn status_str(s: Status) -> &'static str {
-    match s {
-        Status::Invited => "invited",
-        Status::Active => "active",
-        Status::Suspended => "suspended",
-        Status::Removed => "removed",
-    }
-}
-
 /// The JSON bytes of `project_owned(render_user(m, public_url, groups),
 /// USER, [], [])`, or `None` when an attribute the IdP sent would be changed
 /// by the projection (then use that).
@@ -248,6 +233,7 @@ mod tests {
     use super::super::model::render_user;
     use super::super::project::project_owned;
     use super::super::schema::ENTERPRISE_URN;
+    use crate::workspace::model::Role;
     use super::*;
     use serde_json::json;
 
