@@ -233,8 +233,8 @@ mod tests {
     use super::super::model::render_user;
     use super::super::project::project_owned;
     use super::super::schema::ENTERPRISE_URN;
-    use crate::workspace::model::Role;
     use super::*;
+    use crate::workspace::model::Role;
     use serde_json::json;
 
     /// Attribute sets an IdP can leave on a member, from plain to odd.
