@@ -21,15 +21,19 @@ pub fn email_key(email: &str) -> String {
     email.to_lowercase()
 }
 
-/// Lower-cased addresses a member can be found by: userName plus every
-/// `emails[].value`.
-fn all_emails(m: &Member) -> Vec<String> {
-    let mut out = vec![email_key(&m.email)];
+/// Lower-cased `emails[].value` addresses other than the userName: the
+/// rows a member has in [`MEMBER_BY_ANY_EMAIL`]. The userName is found
+/// through the unique [`MEMBER_BY_EMAIL`] index, so the usual member (whose
+/// only email is their userName) costs no row here: one random-key B-tree
+/// insert less per create, on the single writer thread.
+fn other_emails(m: &Member) -> Vec<String> {
+    let user_name = email_key(&m.email);
+    let mut out: Vec<String> = Vec::new();
     if let Some(serde_json::Value::Array(emails)) = m.attributes.get("emails") {
         for e in emails {
             if let Some(v) = e.get("value").and_then(|v| v.as_str()) {
                 let k = email_key(v);
-                if !out.contains(&k) {
+                if k != user_name && !out.contains(&k) {
                     out.push(k);
                 }
             }
@@ -75,17 +79,25 @@ pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
         by_email.insert(key.as_str(), id)?;
     }
     {
-        let mut any = txn.open_table(MEMBER_BY_ANY_EMAIL)?;
-        let new = all_emails(m);
-        if let Some(old) = &old {
-            for k in all_emails(old) {
-                if !new.contains(&k) {
-                    any.remove((k.as_str(), id))?;
-                }
+        let new = other_emails(m);
+        let had = old.as_ref().map(other_emails).unwrap_or_default();
+        // Rows written before the userName left this index hold the
+        // userName too; harmless while it stays the userName (the lookup
+        // finds that member anyway), stale once it changes: remove it then.
+        let stale = old
+            .as_ref()
+            .map(|o| email_key(&o.email))
+            .filter(|k| *k != email_key(&m.email));
+        let gone: Vec<&String> = had.iter().chain(stale.as_ref()).filter(|k| !new.contains(k)).collect();
+        let added: Vec<&String> = new.iter().filter(|k| !had.contains(k)).collect();
+        if !gone.is_empty() || !added.is_empty() {
+            let mut any = txn.open_table(MEMBER_BY_ANY_EMAIL)?;
+            for k in gone {
+                any.remove((k.as_str(), id))?;
             }
-        }
-        for k in &new {
-            any.insert((k.as_str(), id), ())?;
+            for k in added {
+                any.insert((k.as_str(), id), ())?;
+            }
         }
     }
     {
@@ -155,7 +167,15 @@ pub fn ids_by_external_id(txn: &ReadTransaction, external_id: &str) -> Result<Ve
 
 /// Members with `email` as userName or in `emails` (case-insensitive).
 pub fn ids_by_any_email(txn: &ReadTransaction, email: &str) -> Result<Vec<Uuid>, StoreError> {
-    ids_with_prefix(&txn.open_table(MEMBER_BY_ANY_EMAIL)?, &email_key(email))
+    let key = email_key(email);
+    let mut ids = ids_with_prefix(&txn.open_table(MEMBER_BY_ANY_EMAIL)?, &key)?;
+    if let Some(owner) = txn.open_table(MEMBER_BY_EMAIL)?.get(key.as_str())? {
+        let owner = Uuid::from_u128(owner.value());
+        if !ids.contains(&owner) {
+            ids.push(owner);
+        }
+    }
+    Ok(ids)
 }
 
 /// Number of active admins, for the last-admin rule.
@@ -226,4 +246,70 @@ pub fn scan_all_after(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::model::{Management, Role, Status};
+
+    fn member(email: &str, emails: &[&str]) -> Member {
+        let mut attributes = serde_json::Map::new();
+        let list: Vec<serde_json::Value> = emails.iter().map(|e| serde_json::json!({"value": e})).collect();
+        attributes.insert("emails".into(), serde_json::Value::Array(list));
+        Member {
+            id: Uuid::from_u128(42),
+            seq: 1,
+            email: email.into(),
+            display_name: None,
+            given_name: None,
+            family_name: None,
+            locale: None,
+            external_id: None,
+            role: Role::Member,
+            status: Status::Active,
+            accepted: true,
+            management: Management::Unmanaged,
+            password_hash: None,
+            attributes,
+            created_ms: 0,
+            updated_ms: 0,
+            version: 1,
+        }
+    }
+
+    fn any_rows(txn: &WriteTransaction) -> Vec<(String, u128)> {
+        let t = txn.open_table(MEMBER_BY_ANY_EMAIL).unwrap();
+        t.iter()
+            .unwrap()
+            .map(|r| {
+                let (k, _) = r.unwrap();
+                let (e, id) = k.value();
+                (e.to_owned(), id)
+            })
+            .collect()
+    }
+
+    /// A member stored before the userName left the any-email index has a
+    /// row for it; the row goes when the userName changes.
+    #[test]
+    fn a_row_for_an_old_user_name_goes_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("m.redb")).unwrap();
+        super::super::migrate::run(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        put(&txn, &member("a@x.org", &["a@x.org", "b@x.org"])).unwrap();
+        assert_eq!(any_rows(&txn), vec![("b@x.org".into(), 42)]);
+        // The row an older roster wrote for the userName.
+        txn.open_table(MEMBER_BY_ANY_EMAIL)
+            .unwrap()
+            .insert(("a@x.org", 42u128), ())
+            .unwrap();
+        // Same userName: left alone (it names the same member).
+        put(&txn, &member("a@x.org", &["a@x.org", "b@x.org", "c@x.org"])).unwrap();
+        assert_eq!(any_rows(&txn).len(), 3);
+        // New userName: the old one is no longer an address, its row goes.
+        put(&txn, &member("d@x.org", &["d@x.org", "c@x.org"])).unwrap();
+        assert_eq!(any_rows(&txn), vec![("c@x.org".into(), 42)]);
+    }
 }

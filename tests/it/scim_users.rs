@@ -1017,6 +1017,70 @@ async fn filters_follow_rfc7644_grammar_and_case_rules() {
     s.stop().await;
 }
 
+/// `emails.value eq` finds a member by their userName and by any other
+/// address, and follows changes of both (the index keeps rows only for the
+/// addresses other than the userName; the userName comes from its own index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_lookup_follows_username_and_email_changes() {
+    let s = TestServer::start().await;
+    domain(&s, "example.com", true).await;
+    let (tok, _) = connection(&s, "okta").await;
+    let id = id_of(
+        &create(
+            &s,
+            &tok,
+            "dora@example.com",
+            json!({"emails": [{"value": "dora@example.com", "primary": true},
+                              {"value": "Dora.Home@example.com", "type": "home"}]}),
+        )
+        .await,
+    );
+    let q = |e: &str| format!(r#"emails.value eq "{e}""#);
+    for e in ["dora@example.com", "DORA@example.com", "dora.home@example.com"] {
+        assert_eq!(filter_ids(&s, &tok, &q(e)).await, vec![id.clone()], "{e}");
+    }
+    // New userName; the old one stays as a second address.
+    patch_ok(
+        &s,
+        &tok,
+        &id,
+        json!([{"op": "replace", "path": "userName", "value": "dora.new@example.com"},
+               {"op": "replace", "path": "emails", "value": [
+                   {"value": "dora.new@example.com", "primary": true},
+                   {"value": "dora@example.com", "type": "other"}]}]),
+    )
+    .await;
+    for e in ["dora.new@example.com", "dora@example.com"] {
+        assert_eq!(filter_ids(&s, &tok, &q(e)).await, vec![id.clone()], "{e}");
+    }
+    assert_eq!(
+        filter_ids(&s, &tok, &q("dora.home@example.com")).await,
+        Vec::<String>::new()
+    );
+    // Back to one address: the dropped ones find nobody.
+    patch_ok(
+        &s,
+        &tok,
+        &id,
+        json!([{"op": "replace", "path": "emails", "value": [{"value": "dora.new@example.com", "primary": true}]}]),
+    )
+    .await;
+    assert_eq!(filter_ids(&s, &tok, &q("dora@example.com")).await, Vec::<String>::new());
+    assert_eq!(filter_ids(&s, &tok, &q("dora.new@example.com")).await, vec![id.clone()]);
+    // The index rows themselves: only dora's non-userName addresses ever had
+    // one, and none is left.
+    let rows = s
+        .app
+        .store
+        .read(|txn| {
+            let t = txn.open_table(roster::store::tables::MEMBER_BY_ANY_EMAIL)?;
+            Ok(redb::ReadableTableMetadata::len(&t)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_are_400_invalid_filter_and_entra_test_connection_is_empty_200() {
     let s = TestServer::start().await;
