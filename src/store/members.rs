@@ -55,10 +55,10 @@ pub fn next_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
 /// transaction rather than overwrite the index.
 pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
     let id = m.id.as_u128();
-    let old: Option<Member> = {
-        let members = txn.open_table(MEMBERS)?;
-        members.get(id)?.map(|v| decode(v.value())).transpose()?
-    };
+    // Opened once for the read of the old row and the write of the new one
+    // (each `open_table` looks the table up and checks its types).
+    let mut members = txn.open_table(MEMBERS)?;
+    let old: Option<Member> = members.get(id)?.map(|v| decode(v.value())).transpose()?;
 
     {
         let mut by_email = txn.open_table(MEMBER_BY_EMAIL)?;
@@ -121,7 +121,6 @@ pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
         }
     }
     ORDER.set(txn, id, old.as_ref().map(|o| o.seq), m.is_listed().then_some(m.seq))?;
-    let mut members = txn.open_table(MEMBERS)?;
     members.insert(id, encode(m)?.as_slice())?;
     Ok(())
 }

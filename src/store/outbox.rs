@@ -11,13 +11,25 @@ use super::tables::{OUTBOX, OUTBOX_DUE};
 use crate::workspace::model::{Mail, MailStatus};
 
 pub fn push(txn: &WriteTransaction, mail: &Mail) -> Result<u64, StoreError> {
+    push_all(txn, std::slice::from_ref(mail))?
+        .pop()
+        .ok_or_else(|| StoreError::Database("no mail was queued".into()))
+}
+
+/// Queues `mails` in order (the tables opened once for all of them).
+pub fn push_all(txn: &WriteTransaction, mails: &[Mail]) -> Result<Vec<u64>, StoreError> {
     let mut t = txn.open_table(OUTBOX)?;
-    let seq = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-    t.insert(seq, encode(mail)?.as_slice())?;
-    if mail.status == MailStatus::Pending {
-        txn.open_table(OUTBOX_DUE)?.insert((mail.next_attempt_ms, seq), ())?;
+    let mut due = txn.open_table(OUTBOX_DUE)?;
+    let first = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+    let mut seqs = Vec::with_capacity(mails.len());
+    for (seq, mail) in (first..).zip(mails) {
+        t.insert(seq, encode(mail)?.as_slice())?;
+        if mail.status == MailStatus::Pending {
+            due.insert((mail.next_attempt_ms, seq), ())?;
+        }
+        seqs.push(seq);
     }
-    Ok(seq)
+    Ok(seqs)
 }
 
 /// Replaces mail `seq` (which must exist) and keeps the due index in step.

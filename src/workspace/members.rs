@@ -168,9 +168,14 @@ pub(super) fn first_mails(
     by: &str,
 ) -> Result<String, StoreError> {
     if member.status == Status::Active {
-        store::outbox::push(txn, &mail::added(ws, member, by, fresh.now_ms))?;
         let url = issue_link(txn, fresh, member.id, LinkPurpose::SetPassword)?;
-        store::outbox::push(txn, &mail::welcome(ws, member, &url, fresh.now_ms))?;
+        store::outbox::push_all(
+            txn,
+            &[
+                mail::added(ws, member, by, fresh.now_ms),
+                mail::welcome(ws, member, &url, fresh.now_ms),
+            ],
+        )?;
         Ok(url)
     } else {
         let url = issue_link(txn, fresh, member.id, LinkPurpose::Invite)?;
