@@ -633,8 +633,16 @@ async fn start_roster_with(bin: &Path, dir: &Path, oauth: bool) -> (Roster, Opti
     drop(app);
 
     let log = dir.join("roster.log");
+    // The default per-connection budget (600,000 SCIM requests a minute)
+    // is a guard against runaway IdPs; one benchmark token doing every
+    // workload back to back exceeds it once reads pass ~10k/s, and the 429s
+    // would then be measured instead of roster. Everything else default.
+    let cfg = dir.join("bench.toml");
+    std::fs::write(&cfg, "[limits]\nscim_requests_per_minute = 4294967295\n").expect("bench config");
     let child = Command::new(bin)
         .arg("serve")
+        .arg("-c")
+        .arg(&cfg)
         .arg("--data-dir")
         .arg(&data)
         .arg("--listen")
