@@ -320,20 +320,30 @@ pub(super) fn default_keeps(k: &str, v: &Value, def: &ResourceDef) -> Option<boo
     }
 }
 
-/// [`keep_by_default`] for the cases that leave the value untouched.
-fn keeps_unchanged(k: &str, schema: &SchemaDef, is_core: bool) -> Option<bool> {
+/// The default set's decision on one member of a schema's attributes, as
+/// [`project_schema`] takes it with no selections: `Ok(keep)` when the
+/// value stays exactly as it is (or goes), `Err(attr)` when it stays but its
+/// sub-attributes are shaped (a complex attribute with hidden ones).
+fn default_decision(k: &str, schema: &SchemaDef, is_core: bool) -> Result<bool, &'static AttrDef> {
     if is_core && k.eq_ignore_ascii_case("schemas") {
-        return Some(true);
+        return Ok(true);
     }
     let Some(attr) = schema.attr(k) else {
-        return Some(true);
+        return Ok(true);
     };
     if hidden(attr) || attr.returned == Returned::Request {
-        return Some(false);
+        return Ok(false);
     }
     // `shape_value` returns such a value as it is.
-    let untouched = !attr.is_complex() || attr.sub_attributes.iter().all(|s| !hidden(s));
-    untouched.then_some(true)
+    if !attr.is_complex() || attr.sub_attributes.iter().all(|s| !hidden(s)) {
+        return Ok(true);
+    }
+    Err(attr)
+}
+
+/// [`default_decision`] for a value that must not be touched.
+fn keeps_unchanged(k: &str, schema: &SchemaDef, is_core: bool) -> Option<bool> {
+    default_decision(k, schema, is_core).ok()
 }
 
 /// [`project_owned`] without `attributes` or `excludedAttributes` (nearly
@@ -358,19 +368,13 @@ fn default_set_in_place(obj: &mut Map<String, Value>, def: &ResourceDef) {
     });
 }
 
-/// Whether one member of a schema's attributes stays in the default set
-/// (shaping its sub-attributes in place), as [`project_schema`] decides it
-/// with no selections.
+/// Whether one member of a schema's attributes stays in the default set,
+/// shaping its sub-attributes in place when [`default_decision`] says so.
 fn keep_by_default(k: &str, v: &mut Value, schema: &SchemaDef, is_core: bool) -> bool {
-    if is_core && k.eq_ignore_ascii_case("schemas") {
-        return true;
-    }
-    let Some(attr) = schema.attr(k) else {
-        return true;
+    let attr = match default_decision(k, schema, is_core) {
+        Ok(keep) => return keep,
+        Err(attr) => attr,
     };
-    if hidden(attr) || attr.returned == Returned::Request {
-        return false;
-    }
     match shape_value(std::mem::take(v), attr, None, &[]) {
         Some(x) => {
             *v = x;
