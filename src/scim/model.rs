@@ -394,23 +394,11 @@ mod tests {
             ENTERPRISE_URN: {"employeeNumber": "7"}});
         let i = ingest_body(&body, None).unwrap().input;
         let m = Member {
-            id: uuid::Uuid::from_u128(7),
-            seq: 1,
-            email: i.user_name.clone(),
             display_name: i.display_name.clone(),
             given_name: i.given_name.clone(),
             family_name: i.family_name.clone(),
-            locale: None,
-            external_id: None,
-            role: Role::Member,
-            status: Status::Active,
-            accepted: true,
-            management: Management::Unmanaged,
-            password_hash: None,
             attributes: i.attributes.clone(),
-            created_ms: 0,
-            updated_ms: 0,
-            version: 1,
+            ..Member::sample(7, &i.user_name)
         };
         let rendered = render_user(&m, "https://r.example", &[]);
         let again = from_resource(&rendered).unwrap().input;

@@ -250,30 +250,14 @@ pub fn scan_all_after(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::model::{Management, Role, Status};
 
     fn member(email: &str, emails: &[&str]) -> Member {
         let mut attributes = serde_json::Map::new();
         let list: Vec<serde_json::Value> = emails.iter().map(|e| serde_json::json!({"value": e})).collect();
         attributes.insert("emails".into(), serde_json::Value::Array(list));
         Member {
-            id: Uuid::from_u128(42),
-            seq: 1,
-            email: email.into(),
-            display_name: None,
-            given_name: None,
-            family_name: None,
-            locale: None,
-            external_id: None,
-            role: Role::Member,
-            status: Status::Active,
-            accepted: true,
-            management: Management::Unmanaged,
-            password_hash: None,
             attributes,
-            created_ms: 0,
-            updated_ms: 0,
-            version: 1,
+            ..Member::sample(42, email)
         }
     }
 

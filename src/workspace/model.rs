@@ -86,6 +86,32 @@ pub struct Member {
     pub version: u64,
 }
 
+#[cfg(test)]
+impl Member {
+    /// For tests: an active, unmanaged member with no optional field set.
+    pub(crate) fn sample(id: u128, email: &str) -> Member {
+        Member {
+            id: Uuid::from_u128(id),
+            seq: 1,
+            email: email.to_owned(),
+            display_name: None,
+            given_name: None,
+            family_name: None,
+            locale: None,
+            external_id: None,
+            role: Role::Member,
+            status: Status::Active,
+            accepted: true,
+            management: Management::Unmanaged,
+            password_hash: None,
+            attributes: serde_json::Map::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            version: 1,
+        }
+    }
+}
+
 impl Member {
     /// An active admin counts for the last-admin rule.
     pub fn is_active_admin(&self) -> bool {
