@@ -2,7 +2,7 @@
 //! against two peer SCIM servers, in one invocation, and checks the target
 //! ratios of issue 9. See BENCHMARKS.md.
 //!
-//! cargo run --release --features bench --bin roster-bench -- [--quick] [--strict] [--no-peers]
+//! cargo run --release --features bench --bin roster-bench -- [--quick] [--strict] [--no-peers] [--members N]
 //!
 //! Everything is loopback-only and every workload is bounded by a request
 //! count and a time limit. Absolute numbers on a shared 2-core machine are
@@ -43,6 +43,9 @@ struct Opts {
     strict: bool,
     peers: bool,
     roster_bin: Option<PathBuf>,
+    /// `--members N`: the workspace size instead of the mode's (the big
+    /// team is a tenth of it).
+    members: Option<u64>,
 }
 
 struct Sizes {
@@ -65,6 +68,7 @@ fn parse_opts() -> Opts {
         strict: false,
         peers: true,
         roster_bin: None,
+        members: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -80,10 +84,18 @@ fn parse_opts() -> Opts {
                 }
             },
             "--roster-bin" => o.roster_bin = args.next().map(PathBuf::from),
+            "--members" => match args.next().and_then(|m| m.parse().ok()).filter(|m| *m >= 100) {
+                Some(m) => o.members = Some(m),
+                None => {
+                    eprintln!("roster-bench: --members needs a number ≥ 100");
+                    std::process::exit(2);
+                }
+            },
             "-h" | "--help" => {
                 println!(
-                    "roster-bench [--quick] [--strict] [--no-peers] [--roster-bin PATH] [--soak MINUTES]\n\
+                    "roster-bench [--quick] [--strict] [--no-peers] [--members N] [--roster-bin PATH] [--soak MINUTES]\n\
                      --quick   small data (5k members), 2 s per workload, no peers\n\
+                     --members N  workspace size instead of the mode's (team of N/10); a quarter of it is created at each client count\n\
                      --soak M  instead of the benchmark: M minutes at a moderate fixed rate, watching RSS, fds, errors\n\
                      --strict  exit non-zero when a target is missed\n\
                      --no-peers  skip scim2-server and scimmy"
@@ -884,6 +896,14 @@ async fn run(opts: Opts) -> std::process::ExitCode {
             team: 10_000,
             max_requests: 1_000_000,
         }
+    };
+    let s = match opts.members {
+        Some(m) => Sizes {
+            members: m,
+            team: usize::try_from(m / 10).unwrap_or(usize::MAX),
+            ..s
+        },
+        None => s,
     };
     let run_start = Instant::now();
     let roster_bin = roster_binary(&opts);
