@@ -406,8 +406,8 @@ pub async fn create(
 ) -> Result<Response, ScimError> {
     let q = Query::parse(&params, &GROUP, false)?;
     let body = parse_body(&json_body(&headers, &body)?, None)?;
-    let new_id = crate::clock::new_uuid(app.rng.as_ref());
     let now = app.clock.now_ms();
+    let new_id = crate::clock::new_uuid_v7(now, app.rng.as_ref());
     let editor = Editor::Scim(ctx.clone());
     let target = body.name.clone();
     let r = app

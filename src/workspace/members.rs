@@ -66,9 +66,10 @@ pub struct Fresh {
 
 impl Fresh {
     pub fn new(app: &crate::App) -> Fresh {
+        let now_ms = app.clock.now_ms();
         Fresh {
-            now_ms: app.clock.now_ms(),
-            member_id: crate::clock::new_uuid(app.rng.as_ref()),
+            now_ms,
+            member_id: crate::clock::new_uuid_v7(now_ms, app.rng.as_ref()),
             link_token: new_token(TokenKind::Login, app.rng.as_ref()),
             public_url: app.config.public_url.clone(),
         }

@@ -13,7 +13,7 @@ pub mod sessions;
 pub mod teams;
 pub mod views;
 
-use crate::clock::{new_uuid, rfc3339};
+use crate::clock::{new_uuid_v7, rfc3339};
 use crate::secret::{TokenKind, hash_token, new_token};
 use crate::store::{self, Store, StoreError};
 use crate::{App, paths};
@@ -107,7 +107,7 @@ pub async fn bootstrap(app: &App, name: &str, admin_email: &str) -> Result<Boots
     }
     let now = app.clock.now_ms();
     let admin = Member {
-        id: new_uuid(app.rng.as_ref()),
+        id: new_uuid_v7(now, app.rng.as_ref()),
         seq: 0,
         email: admin_email.to_owned(),
         display_name: None,

@@ -477,7 +477,7 @@ pub enum PersonOp {
 pub async fn person_create(app: &crate::App, actor: Actor, name: &str) -> Result<Team, TeamError> {
     let name = name.to_owned();
     let now = app.clock.now_ms();
-    let id = crate::clock::new_uuid(app.rng.as_ref());
+    let id = crate::clock::new_uuid_v7(now, app.rng.as_ref());
     let editor = Editor::Person(actor);
     app.store
         .write(move |txn| {
