@@ -3,7 +3,8 @@
 //! A token is `{prefix}_{base64url(32 random bytes)}_{crc}`: the prefix makes
 //! a leaked token recognisable, the 6-hex-digit checksum rejects typos and
 //! garbage before any database lookup. Only the SHA-256 of the whole token is
-//! stored; lookups go by that hash and comparisons are constant-time.
+//! stored; lookups go by that hash and comparisons are constant-time. One-time
+//! links put their issue time in front of the hash (see [`link_key`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -55,9 +56,56 @@ pub fn hash_token(token: &str) -> TokenHash {
 pub fn new_token(kind: TokenKind, rng: &dyn Rng) -> String {
     let mut raw = [0u8; 32];
     rng.fill(&mut raw);
+    encode_token(kind, &raw)
+}
+
+fn encode_token(kind: TokenKind, raw: &[u8; 32]) -> String {
     let body = format!("{}_{}", kind.prefix(), URL_SAFE_NO_PAD.encode(raw));
     let crc = checksum(body.as_bytes());
     format!("{body}_{crc:06x}")
+}
+
+/// A one-time-link token (kind `Login`) issued at `now_ms`: the same shape
+/// as any token, but its first 6 bytes are the issue time (Unix ms,
+/// big-endian) and the other 26 (208 bits) are random. The time is not a
+/// secret (the link's row records it anyway); it lets the link's row be
+/// stored in time order (see [`link_key`]).
+pub fn new_link_token(now_ms: i64, rng: &dyn Rng) -> String {
+    let mut raw = [0u8; 32];
+    rng.fill(&mut raw[6..]);
+    raw[..6].copy_from_slice(&u64::try_from(now_ms).unwrap_or(0).to_be_bytes()[2..]);
+    encode_token(TokenKind::Login, &raw)
+}
+
+/// The key a one-time link is stored under: the token's first 6 bytes (its
+/// issue time, see [`new_link_token`]) and then the first 26 bytes of the
+/// token's SHA-256. Keyed by the plain hash, every new link landed in a
+/// random page of a large table and a batch of SCIM creates copied one
+/// B-tree leaf per new member for it; in time order the links of a batch
+/// share pages. The secret part is still only stored hashed (208 bits of
+/// the hash), and a lookup still needs the whole token. A token whose body
+/// does not decode gets its plain hash (it matches nothing new).
+pub fn link_key(token: &str) -> TokenHash {
+    let hash = hash_token(token);
+    let raw = token
+        .strip_prefix(TokenKind::Login.prefix())
+        .and_then(|r| r.strip_prefix('_'))
+        .and_then(|r| r.get(..43))
+        .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok());
+    let Some(raw) = raw.filter(|r| r.len() == 32) else {
+        return hash;
+    };
+    let mut key = [0u8; 32];
+    key[..6].copy_from_slice(&raw[..6]);
+    key[6..].copy_from_slice(&hash[..26]);
+    key
+}
+
+/// Where to look a one-time link up, in order: its [`link_key`], then the
+/// plain token hash that links issued by roster before time-ordered keys
+/// are stored under (they stay usable until they expire).
+pub fn link_keys(token: &str) -> [TokenHash; 2] {
+    [link_key(token), hash_token(token)]
 }
 
 /// True when `token` has the shape and checksum of a token of `kind`.
@@ -110,6 +158,27 @@ mod tests {
         assert!(!well_formed(std::str::from_utf8(&typo).unwrap(), TokenKind::Scim));
         assert!(!well_formed("rst_scim_", TokenKind::Scim));
         assert!(!well_formed("", TokenKind::Scim));
+    }
+
+    #[test]
+    fn link_tokens_are_time_ordered_login_tokens() {
+        let rng = SystemRng::default();
+        let t1 = new_link_token(1_700_000_000_000, &rng);
+        let t2 = new_link_token(1_700_000_000_000, &rng);
+        let t3 = new_link_token(1_700_000_000_001, &rng);
+        for t in [&t1, &t2, &t3] {
+            assert!(well_formed(t, TokenKind::Login), "{t}");
+        }
+        let (k1, k2, k3) = (link_key(&t1), link_key(&t2), link_key(&t3));
+        assert_ne!(k1, k2);
+        assert!(k1.max(k2) < k3, "a later link sorts after earlier ones");
+        assert_eq!(k1[..6], 1_700_000_000_000u64.to_be_bytes()[2..]);
+        // The rest is the token's hash, not anything of the secret itself.
+        assert_eq!(k1[6..], hash_token(&t1)[..26]);
+        assert_eq!(link_keys(&t1), [k1, hash_token(&t1)]);
+        // Garbage gets the plain hash instead of a panic.
+        assert_eq!(link_key("rst_login_x"), hash_token("rst_login_x"));
+        assert_eq!(link_key(""), hash_token(""));
     }
 
     #[test]

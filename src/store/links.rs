@@ -1,5 +1,8 @@
-//! One-time links, keyed by the SHA-256 of their token, with a per-member
-//! index so deprovisioning revokes all of a member's links at once.
+//! One-time links, keyed by [`crate::secret::link_key`] of their token (the
+//! plain SHA-256 for links issued before that), with a per-member index so
+//! deprovisioning revokes all of a member's links at once. Lookups take the
+//! token's candidate keys ([`crate::secret::link_keys`]) and use the first
+//! that has a row.
 
 use redb::{ReadTransaction, WriteTransaction};
 use uuid::Uuid;
@@ -17,22 +20,34 @@ pub fn put(txn: &WriteTransaction, hash: &TokenHash, link: &OneTimeLink) -> Resu
     Ok(())
 }
 
-pub fn get(txn: &ReadTransaction, hash: &TokenHash) -> Result<Option<OneTimeLink>, StoreError> {
+pub fn get(txn: &ReadTransaction, keys: &[TokenHash]) -> Result<Option<OneTimeLink>, StoreError> {
     let t = txn.open_table(ONE_TIME_LINKS)?;
-    t.get(hash)?.map(|v| decode(v.value())).transpose()
+    for key in keys {
+        if let Some(v) = t.get(key)? {
+            return decode(v.value()).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// Removes and returns the link: a one-time link is consumed by its use.
-pub fn take(txn: &WriteTransaction, hash: &TokenHash) -> Result<Option<OneTimeLink>, StoreError> {
-    let link: Option<OneTimeLink> = {
+pub fn take(txn: &WriteTransaction, keys: &[TokenHash]) -> Result<Option<OneTimeLink>, StoreError> {
+    let found: Option<(OneTimeLink, &TokenHash)> = {
         let mut t = txn.open_table(ONE_TIME_LINKS)?;
-        let v = t.remove(hash)?;
-        v.map(|v| decode(v.value())).transpose()?
+        let mut found = None;
+        for key in keys {
+            if let Some(v) = t.remove(key)? {
+                found = Some((decode(v.value())?, key));
+                break;
+            }
+        }
+        found
     };
-    if let Some(l) = &link {
-        txn.open_table(MEMBER_LINKS)?.remove((l.member_id.as_u128(), hash))?;
-    }
-    Ok(link)
+    let Some((link, key)) = found else {
+        return Ok(None);
+    };
+    txn.open_table(MEMBER_LINKS)?.remove((link.member_id.as_u128(), key))?;
+    Ok(Some(link))
 }
 
 /// Deletes every outstanding link of a member; returns how many.

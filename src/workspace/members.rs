@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::model::*;
 use super::{ScimCtx, mail};
-use crate::secret::{TokenHash, TokenKind, hash_token, new_token};
+use crate::secret::{TokenHash, link_key, new_link_token};
 use crate::store::{self, StoreError};
 
 /// How long invite and set-password links stay valid.
@@ -70,7 +70,7 @@ impl Fresh {
         Fresh {
             now_ms,
             member_id: crate::clock::new_uuid_v7(now_ms, app.rng.as_ref()),
-            link_token: new_token(TokenKind::Login, app.rng.as_ref()),
+            link_token: new_link_token(now_ms, app.rng.as_ref()),
             public_url: app.config.public_url.clone(),
         }
     }
@@ -138,10 +138,10 @@ pub(super) fn issue_link(
         LinkPurpose::Invite => INVITE_TTL_MS,
         LinkPurpose::SetPassword | LinkPurpose::Login => SET_PASSWORD_TTL_MS,
     };
-    let hash: TokenHash = hash_token(&fresh.link_token);
+    let key: TokenHash = link_key(&fresh.link_token);
     store::links::put(
         txn,
-        &hash,
+        &key,
         &OneTimeLink {
             member_id: member,
             purpose,

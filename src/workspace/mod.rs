@@ -14,7 +14,7 @@ pub mod teams;
 pub mod views;
 
 use crate::clock::{new_uuid_v7, rfc3339};
-use crate::secret::{TokenKind, hash_token, new_token};
+use crate::secret::{TokenKind, link_key, link_keys, new_link_token};
 use crate::store::{self, Store, StoreError};
 use crate::{App, paths};
 use model::*;
@@ -125,8 +125,8 @@ pub async fn bootstrap(app: &App, name: &str, admin_email: &str) -> Result<Boots
         updated_ms: now,
         version: 1,
     };
-    let token = new_token(TokenKind::Login, app.rng.as_ref());
-    let hash = hash_token(&token);
+    let token = new_link_token(now, app.rng.as_ref());
+    let key = link_key(&token);
     let link = OneTimeLink {
         member_id: admin.id,
         purpose: LinkPurpose::Login,
@@ -148,7 +148,7 @@ pub async fn bootstrap(app: &App, name: &str, admin_email: &str) -> Result<Boots
             let mut a = a.clone();
             a.seq = store::members::next_seq(txn)?;
             store::members::put(txn, &a)?;
-            store::links::put(txn, &hash, &l)?;
+            store::links::put(txn, &key, &l)?;
             let audit = |target: String, action: &str, detail: serde_json::Value| AuditEntry {
                 at_ms: now,
                 actor: Actor::System,
@@ -194,11 +194,11 @@ pub async fn peek_link(app: &App, token: &str) -> Result<Option<(OneTimeLink, Me
     if !crate::secret::well_formed(token, TokenKind::Login) {
         return Ok(None);
     }
-    let hash = hash_token(token);
+    let keys = link_keys(token);
     let now = app.clock.now_ms();
     app.store
         .read(move |txn| {
-            let Some(link) = store::links::get(txn, &hash)? else {
+            let Some(link) = store::links::get(txn, &keys)? else {
                 return Ok(None);
             };
             if link.expires_ms <= now {

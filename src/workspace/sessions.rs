@@ -208,12 +208,12 @@ pub async fn use_link(
     if !well_formed(token, TokenKind::Login) {
         return Ok(Err(LinkError::Invalid));
     }
-    let hash = hash_token(token);
+    let keys = crate::secret::link_keys(token);
     let now = app.clock.now_ms();
     let fresh_session = new_session(app, Uuid::nil());
     app.store
         .write(move |txn| {
-            let Some(link) = store::links::take(txn, &hash)? else {
+            let Some(link) = store::links::take(txn, &keys)? else {
                 return Ok(Err(LinkError::Invalid));
             };
             if link.expires_ms <= now || link.purpose != purpose {

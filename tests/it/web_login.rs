@@ -7,7 +7,7 @@ use roster::workspace::model::{MailKind, Status};
 use serde_json::json;
 
 use crate::oauth::{ADMIN, PASSWORD, plain_member, set_password, sign_in};
-use crate::scim_support::{USER_URN, connection, domain, mails, member, patch, scim};
+use crate::scim_support::{USER_URN, connection, domain, link_count, mails, member, patch, scim, uuid_of};
 use crate::support::{TestServer, Web};
 
 const BAD: &str = "Email or password is incorrect.";
@@ -277,6 +277,57 @@ async fn invitation_link_accepts_and_signs_in_once() {
 
     let r = sign_in(&mut Web::new(&s), email, "a long enough password", "/").await;
     assert_eq!(r.status, 303, "{r}");
+}
+
+/// New links are stored under a time-ordered key (`secret::link_key`); a
+/// link an older roster stored under the token's plain SHA-256 keeps
+/// working after the upgrade, once.
+#[tokio::test]
+async fn links_are_stored_in_time_order_and_old_plain_hash_links_still_work() {
+    use redb::ReadableTable;
+    use roster::store::tables::{MEMBER_LINKS, ONE_TIME_LINKS};
+    let s = TestServer::start().await;
+    domain(&s, "verified.example", true).await;
+    let (tok, _) = connection(&s, "Okta").await;
+    let email = "olga@verified.example";
+    let body = json!({"schemas": [USER_URN], "userName": email, "emails": [{"value": email, "primary": true}]});
+    let r = scim(&s, "POST", "/Users", Some(&tok), Some(body)).await;
+    assert_eq!(r.status, 201, "{r}");
+    let member_id = uuid_of(&r.body);
+    let id = member_id.as_u128();
+    let link = link_in_mail(&s, email, MailKind::Welcome, "/password/set").await;
+    let token = link.split_once("token=").expect("token in link").1.to_owned();
+    let (new_key, old_key) = (roster::secret::link_key(&token), roster::secret::hash_token(&token));
+    assert_ne!(new_key, old_key);
+
+    // Move the row (and its index entry) to where an older roster kept it.
+    let moved = s
+        .app
+        .store
+        .write(move |txn| {
+            let mut t = txn.open_table(ONE_TIME_LINKS)?;
+            let row = t.remove(&new_key)?.map(|v| v.value().to_vec());
+            let Some(row) = row else {
+                return Ok(Err("no row under the time-ordered key"));
+            };
+            if t.get(&old_key)?.is_some() {
+                return Ok(Err("a row under the plain hash too"));
+            }
+            t.insert(&old_key, row.as_slice())?;
+            let mut idx = txn.open_table(MEMBER_LINKS)?;
+            idx.remove((id, &new_key))?;
+            idx.insert((id, &old_key), ())?;
+            Ok(Ok(()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, Ok(()));
+
+    let _ = choose_password_via(&s, &link, "/password/set", "welcome aboard friend").await;
+    let r = sign_in(&mut Web::new(&s), email, "welcome aboard friend", "/").await;
+    assert_eq!(r.status, 303, "{r}");
+    assert_eq!(link_count(&s, member_id).await, 0, "used up");
+    assert_eq!(Web::new(&s).get(&link).await.status, 404, "a used link is gone");
 }
 
 #[tokio::test]
