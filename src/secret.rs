@@ -86,12 +86,22 @@ pub fn new_link_token(now_ms: i64, rng: &dyn Rng) -> String {
 /// the hash), and a lookup still needs the whole token. A token whose body
 /// does not decode gets its plain hash (it matches nothing new).
 pub fn link_key(token: &str) -> TokenHash {
+    time_keyed(token, hash_token(token))
+}
+
+/// Where to look a one-time link up, in order: its [`link_key`], then the
+/// plain token hash that links issued by roster before time-ordered keys
+/// are stored under (they stay usable until they expire).
+pub fn link_keys(token: &str) -> [TokenHash; 2] {
     let hash = hash_token(token);
-    let raw = token
-        .strip_prefix(TokenKind::Login.prefix())
-        .and_then(|r| r.strip_prefix('_'))
-        .and_then(|r| r.get(..43))
-        .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok());
+    [time_keyed(token, hash), hash]
+}
+
+/// [`link_key`] from the token and its SHA-256.
+fn time_keyed(token: &str, hash: TokenHash) -> TokenHash {
+    let raw = parts(token, TokenKind::Login)
+        .filter(|(random, _)| random.len() == 43)
+        .and_then(|(random, _)| URL_SAFE_NO_PAD.decode(random).ok());
     let Some(raw) = raw.filter(|r| r.len() == 32) else {
         return hash;
     };
@@ -101,22 +111,15 @@ pub fn link_key(token: &str) -> TokenHash {
     key
 }
 
-/// Where to look a one-time link up, in order: its [`link_key`], then the
-/// plain token hash that links issued by roster before time-ordered keys
-/// are stored under (they stay usable until they expire).
-pub fn link_keys(token: &str) -> [TokenHash; 2] {
-    [link_key(token), hash_token(token)]
+/// The random part and the checksum of a token of `kind`, split by shape
+/// only (prefix and separators; nothing is checked).
+fn parts(token: &str, kind: TokenKind) -> Option<(&str, &str)> {
+    token.strip_prefix(kind.prefix())?.strip_prefix('_')?.rsplit_once('_')
 }
 
 /// True when `token` has the shape and checksum of a token of `kind`.
 pub fn well_formed(token: &str, kind: TokenKind) -> bool {
-    let Some(rest) = token.strip_prefix(kind.prefix()) else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix('_') else {
-        return false;
-    };
-    let Some((random, crc)) = rest.rsplit_once('_') else {
+    let Some((random, crc)) = parts(token, kind) else {
         return false;
     };
     if random.len() != 43 || crc.len() != 6 {
