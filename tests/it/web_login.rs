@@ -287,15 +287,9 @@ async fn links_are_stored_in_time_order_and_old_plain_hash_links_still_work() {
     use redb::ReadableTable;
     use roster::store::tables::{MEMBER_LINKS, ONE_TIME_LINKS};
     let s = TestServer::start().await;
-    domain(&s, "verified.example", true).await;
-    let (tok, _) = connection(&s, "Okta").await;
     let email = "olga@verified.example";
-    let body = json!({"schemas": [USER_URN], "userName": email, "emails": [{"value": email, "primary": true}]});
-    let r = scim(&s, "POST", "/Users", Some(&tok), Some(body)).await;
-    assert_eq!(r.status, 201, "{r}");
-    let member_id = uuid_of(&r.body);
+    let (member_id, link) = provisioned_with_welcome_link(&s, email).await;
     let id = member_id.as_u128();
-    let link = link_in_mail(&s, email, MailKind::Welcome, "/password/set").await;
     let token = link.split_once("token=").expect("token in link").1.to_owned();
     let (new_key, old_key) = (roster::secret::link_key(&token), roster::secret::hash_token(&token));
     assert_ne!(new_key, old_key);
@@ -330,17 +324,24 @@ async fn links_are_stored_in_time_order_and_old_plain_hash_links_still_work() {
     assert_eq!(Web::new(&s).get(&link).await.status, 404, "a used link is gone");
 }
 
+/// An IdP connection creates `email` on the verified domain
+/// `verified.example`; the member's id and the `/password/set` link of the
+/// welcome mail they got.
+async fn provisioned_with_welcome_link(s: &TestServer, email: &str) -> (uuid::Uuid, String) {
+    domain(s, "verified.example", true).await;
+    let (tok, _) = connection(s, "Okta").await;
+    let body = json!({"schemas": [USER_URN], "userName": email, "emails": [{"value": email, "primary": true}]});
+    let r = scim(s, "POST", "/Users", Some(&tok), Some(body)).await;
+    assert_eq!(r.status, 201, "{r}");
+    let link = link_in_mail(s, email, MailKind::Welcome, "/password/set").await;
+    (uuid_of(&r.body), link)
+}
+
 #[tokio::test]
 async fn welcome_link_sets_the_password_used_at_login() {
     let s = TestServer::start().await;
-    domain(&s, "verified.example", true).await;
-    let (tok, _) = connection(&s, "Okta").await;
     let email = "wes@verified.example";
-    let body = json!({"schemas": [USER_URN], "userName": email, "emails": [{"value": email, "primary": true}]});
-    let r = scim(&s, "POST", "/Users", Some(&tok), Some(body)).await;
-    assert_eq!(r.status, 201, "{r}");
-
-    let link = link_in_mail(&s, email, MailKind::Welcome, "/password/set").await;
+    let (_, link) = provisioned_with_welcome_link(&s, email).await;
     let _ = choose_password_via(&s, &link, "/password/set", "welcome aboard friend").await;
 
     let mut web = Web::new(&s);
