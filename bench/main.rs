@@ -1141,6 +1141,27 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     show(&get);
     rows.push(get.clone());
 
+    // Diagnostic, no target: the same client on roster's whole HTTP stack
+    // (TLS, hyper, router, request id, request log, metrics, timeout, body
+    // limit) with a handler that does nothing: no token, no database, no
+    // JSON. What GET /Users/{id} costs beyond this is SCIM's own work.
+    let (mut floor, _) = run_load(
+        &t,
+        Load {
+            name: "roster: GET /healthz (stack, no work)".into(),
+            clients: 64,
+            max: s.max_requests,
+            time: s.secs,
+            expect: StatusCode::OK,
+            keep: 0,
+        },
+        Arc::new(|_| req("GET", "/healthz", "-", None)),
+    )
+    .await;
+    floor.vs = format!("{:.0}% of hello (diagnostic)", 100.0 * floor.rps() / hello.rps());
+    show(&floor);
+    rows.push(floor);
+
     let tok2 = token.clone();
     let names2 = names.clone();
     let (mut filt, _) = run_load(
