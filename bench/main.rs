@@ -281,6 +281,53 @@ async fn send(
     r
 }
 
+/// `[metrics] token` of the roster child's config.
+const METRICS_TOKEN: &str = "roster-bench-metrics-token";
+
+/// Running totals of roster's group commit, from its `GET /metrics`
+/// (Prometheus text): writes committed, commits, seconds spent committing.
+#[derive(Clone, Copy)]
+struct Commits {
+    writes: f64,
+    commits: f64,
+    seconds: f64,
+}
+
+async fn commits(t: &Target) -> Option<Commits> {
+    let mut conn = None;
+    let (status, body) = send(t, &mut conn, req("GET", "/metrics", METRICS_TOKEN, None))
+        .await
+        .ok()?;
+    let text = std::str::from_utf8(&body).ok().filter(|_| status == StatusCode::OK)?;
+    // A series appears with the first commit: absent means none yet.
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Some(Commits {
+        writes: value("roster_db_commit_batch_size_sum"),
+        commits: value("roster_db_commit_batch_size_count"),
+        seconds: value("roster_db_commit_duration_seconds_sum"),
+    })
+}
+
+/// "N writes a commit, commit M ms" over a row: how well group commit
+/// shared the fsyncs (mean batch size, mean time of commit + fsync).
+fn group_commit(before: Option<Commits>, after: Option<Commits>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if a.commits > b.commits => {
+            let n = a.commits - b.commits;
+            format!(
+                "{:.1} writes a commit, commit {:.2} ms",
+                (a.writes - b.writes) / n,
+                1000.0 * (a.seconds - b.seconds) / n
+            )
+        }
+        _ => "commit statistics unavailable".into(),
+    }
+}
+
 struct Load {
     name: String,
     clients: usize,
@@ -650,7 +697,13 @@ async fn start_roster_with(bin: &Path, dir: &Path, oauth: bool) -> (Roster, Opti
     // workload back to back exceeds it once reads pass ~10k/s, and the 429s
     // would then be measured instead of roster. Everything else default.
     let cfg = dir.join("bench.toml");
-    std::fs::write(&cfg, "[limits]\nscim_requests_per_minute = 4294967295\n").expect("bench config");
+    // A metrics token so the bench can read roster's own group-commit
+    // statistics between rows (`commits`).
+    std::fs::write(
+        &cfg,
+        format!("[limits]\nscim_requests_per_minute = 4294967295\n\n[metrics]\ntoken = \"{METRICS_TOKEN}\"\n"),
+    )
+    .expect("bench config");
     let child = Command::new(bin)
         .arg("serve")
         .arg("-c")
@@ -974,6 +1027,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     let seq = Arc::new(AtomicU64::new(0));
     let mut creates_64 = Row::default();
     for clients in [1usize, 16, 64] {
+        let before = commits(&t).await;
         let (mut r, _) = run_load(
             &t,
             Load {
@@ -988,6 +1042,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
         )
         .await;
         r.vs = format!("{:.2}× fsync limit", r.rps() / fsync.rps());
+        r.note = group_commit(before, commits(&t).await);
         show(&r);
         rows.push(r.clone());
         if clients == 64 {
@@ -1000,6 +1055,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     let have = seq.load(Ordering::Relaxed);
     let want = s.members.saturating_sub(1);
     if have < want {
+        let before = commits(&t).await;
         let (mut r, _) = run_load(
             &t,
             Load {
@@ -1014,7 +1070,11 @@ async fn run(opts: Opts) -> std::process::ExitCode {
         )
         .await;
         r.vs = format!("{:.2}× fsync limit", r.rps() / fsync.rps());
-        r.note = format!("loading took {:.1} s", r.secs);
+        r.note = format!(
+            "loading took {:.1} s; {}",
+            r.secs,
+            group_commit(before, commits(&t).await)
+        );
         show(&r);
         rows.push(r);
     }
@@ -1217,6 +1277,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
         let pool: Vec<String> = ids.iter().skip(1 + s.team).cloned().collect();
         let pool = Arc::new(pool);
         let tok3 = token.clone();
+        let before = commits(&t).await;
         let (mut patch, _) = run_load(
             &t,
             Load {
@@ -1235,7 +1296,11 @@ async fn run(opts: Opts) -> std::process::ExitCode {
         )
         .await;
         patch.vs = format!("{:.2}× fsync limit", patch.rps() / fsync.rps());
-        patch.note = format!("team created (POST /Groups) in {:.2} s", team_create.as_secs_f64());
+        patch.note = format!(
+            "team created (POST /Groups) in {:.2} s; {}",
+            team_create.as_secs_f64(),
+            group_commit(before, commits(&t).await)
+        );
         show(&patch);
         rows.push(patch);
     }
