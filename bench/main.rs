@@ -328,6 +328,157 @@ fn group_commit(before: Option<Commits>, after: Option<Commits>) -> String {
     }
 }
 
+/// A write workload at 64 clients run to `max` creates (bounded at 10
+/// minutes), shown with its rate against the fsync limit, how long it
+/// took, and roster's group-commit figures over it.
+async fn load_to(t: &Target, name: String, max: u64, make: MakeReq, fsync: &Row) -> Row {
+    let before = commits(t).await;
+    let load = Load {
+        name,
+        clients: 64,
+        max,
+        time: Duration::from_secs(600),
+        expect: StatusCode::CREATED,
+        keep: 0,
+    };
+    let (mut r, _) = run_load(t, load, make).await;
+    r.vs = format!("{:.2}× fsync limit", r.rps() / fsync.rps());
+    r.note = format!(
+        "loading took {:.1} s; {}",
+        r.secs,
+        group_commit(before, commits(t).await)
+    );
+    print_row(&r);
+    r
+}
+
+/// What a paged import collected: ids and names in listing order.
+struct Import {
+    row: Row,
+    ids: Vec<String>,
+    names: Vec<String>,
+    secs: f64,
+    errors: u64,
+}
+
+/// One client pages through `{list}?startIndex=1,1+count,…&count=N` until
+/// `totalResults` (Okta's import; bounded at 120 s), collecting each
+/// resource's `id` and `name_attr`. The row's note gives the first and the
+/// last page's time.
+async fn paged_import(
+    t: &Target,
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    list: &str,
+    token: &str,
+    count: u64,
+    name_attr: &str,
+) -> Import {
+    let mut page_lat = Vec::new();
+    let (mut ids, mut names) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    let mut start_index = 1u64;
+    let mut errors = 0;
+    let mut total = u64::MAX;
+    while start_index <= total && start.elapsed() < Duration::from_secs(120) {
+        let t0 = Instant::now();
+        let uri = format!("{list}?startIndex={start_index}&count={count}");
+        let r = send(t, conn, req("GET", &uri, token, None)).await;
+        let Ok((StatusCode::OK, body)) = r else {
+            errors += 1;
+            eprintln!("  import page {uri} failed: {:?}", r.map(|(s, _)| s));
+            break;
+        };
+        page_lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+        let v: Value = serde_json::from_slice(&body).expect("list JSON");
+        total = v["totalResults"].as_u64().unwrap_or(0);
+        let res = v["Resources"].as_array().cloned().unwrap_or_default();
+        if res.is_empty() {
+            break;
+        }
+        for r in &res {
+            ids.push(r["id"].as_str().unwrap_or_default().to_owned());
+            names.push(r[name_attr].as_str().unwrap_or_default().to_owned());
+        }
+        start_index += res.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (first_page, last_page) = (
+        page_lat.first().copied().unwrap_or(0),
+        page_lat.last().copied().unwrap_or(0),
+    );
+    let mut row = row_from("", 1, page_lat, errors, secs);
+    row.note = format!(
+        "first page {}, last page {}",
+        fmt_us(first_page.into()),
+        fmt_us(last_page.into())
+    );
+    Import {
+        row,
+        ids,
+        names,
+        secs,
+        errors,
+    }
+}
+
+/// The first and the last page of `{list}?startIndex=…&count=N{extra}`
+/// (`len` resources in all), fetched interleaved 30 times each; printed
+/// and returned as two rows, the last one's note comparing their p50.
+async fn first_and_last_page(
+    t: &Target,
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    list: &str,
+    extra: &str,
+    token: &str,
+    count: u64,
+    len: usize,
+) -> (Row, Row) {
+    let last_start = ((len.max(1) as u64 - 1) / count) * count + 1;
+    let (mut first_lat, mut last_lat) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        for (si, out) in [(1u64, &mut first_lat), (last_start, &mut last_lat)] {
+            let t0 = Instant::now();
+            let uri = format!("{list}?startIndex={si}&count={count}{extra}");
+            if matches!(
+                send(t, conn, req("GET", &uri, token, None)).await,
+                Ok((StatusCode::OK, _))
+            ) {
+                out.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+        }
+    }
+    let what = list.rsplit('/').next().unwrap_or(list);
+    let first = row_from(
+        &format!("roster: GET /{what}?startIndex=1&count={count}"),
+        1,
+        first_lat,
+        0,
+        0.0,
+    );
+    let mut last = row_from(
+        &format!("roster: GET /{what}?startIndex={last_start} (last)"),
+        1,
+        last_lat,
+        0,
+        0.0,
+    );
+    last.vs = format!("p50 {:.2}× first page", last.p50_us as f64 / first.p50_us.max(1) as f64);
+    for r in [&first, &last] {
+        println!(
+            "{:<44} {:>7} {:>9} {:>6} {:>11} {:>9} {:>9}  {}",
+            r.name,
+            1,
+            r.requests,
+            0,
+            "-",
+            fmt_us(r.p50_us),
+            fmt_us(r.p99_us),
+            r.vs
+        );
+    }
+    (first, last)
+}
+
 struct Load {
     name: String,
     clients: usize,
@@ -336,6 +487,20 @@ struct Load {
     expect: StatusCode,
     /// Keep up to this many response bodies (to learn ids).
     keep: usize,
+}
+
+impl Load {
+    /// A read workload: 64 clients, the mode's time and request cap, 200 OK.
+    fn reads(name: impl Into<String>, s: &Sizes) -> Load {
+        Load {
+            name: name.into(),
+            clients: 64,
+            max: s.max_requests,
+            time: s.secs,
+            expect: StatusCode::OK,
+            keep: 0,
+        }
+    }
 }
 
 /// Runs `clients` tasks, each with its own keep-alive connection, until
@@ -459,10 +624,41 @@ fn creates(base: &str, token: &str, seq: Arc<AtomicU64>) -> MakeReq {
 }
 
 fn gets_by_id(base: &str, token: &str, ids: Arc<Vec<String>>) -> MakeReq {
-    let (base, token) = (base.to_owned(), token.to_owned());
+    gets_of(&format!("{base}/Users/"), "", token, ids)
+}
+
+/// GET `{prefix}{value}{suffix}` for a random one of `values`.
+fn gets_of(prefix: &str, suffix: &str, token: &str, values: Arc<Vec<String>>) -> MakeReq {
+    let (prefix, suffix, token) = (prefix.to_owned(), suffix.to_owned(), token.to_owned());
     Arc::new(move |i| {
-        let id = &ids[(mix(i) % ids.len() as u64) as usize];
-        req("GET", &format!("{base}/Users/{id}"), &token, None)
+        let v = &values[(mix(i) % values.len() as u64) as usize];
+        req("GET", &format!("{prefix}{v}{suffix}"), &token, None)
+    })
+}
+
+/// `{attr} eq "{value}"` filters, URL-encoded, one per value.
+fn eq_filters(attr: &str, values: &[String]) -> Arc<Vec<String>> {
+    Arc::new(
+        values
+            .iter()
+            .map(|v| form_urlencoded::byte_serialize(format!("{attr} eq \"{v}\"").as_bytes()).collect())
+            .collect(),
+    )
+}
+
+/// POST /Groups of an empty team (Entra's shape: displayName, externalId,
+/// no members yet), numbered by `seq`.
+fn team_creates(base: &str, token: &str, seq: Arc<AtomicU64>) -> MakeReq {
+    let (base, token) = (base.to_owned(), token.to_owned());
+    Arc::new(move |_| {
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"schemas": [GROUP_URN], "displayName": format!("team {n:06}"), "externalId": format!("team-ext-{n}"), "members": []});
+        req(
+            "POST",
+            &format!("{base}/Groups"),
+            &token,
+            Some(body.to_string().into_bytes()),
+        )
     })
 }
 
@@ -997,14 +1193,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     let hello_t = tls_target(hello_addr, hello_cert);
     let (mut hello, _) = run_load(
         &hello_t,
-        Load {
-            name: "baseline: hyper+rustls hello, keep-alive".into(),
-            clients: 64,
-            max: s.max_requests,
-            time: s.secs,
-            expect: StatusCode::OK,
-            keep: 0,
-        },
+        Load::reads("baseline: hyper+rustls hello, keep-alive", &s),
         Arc::new(|_| {
             Request::get("/")
                 .header("host", "localhost")
@@ -1055,129 +1244,23 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     let have = seq.load(Ordering::Relaxed);
     let want = s.members.saturating_sub(1);
     if have < want {
-        let before = commits(&t).await;
-        let (mut r, _) = run_load(
-            &t,
-            Load {
-                name: format!("roster: load to {} members (POST, 64)", s.members),
-                clients: 64,
-                max: want - have,
-                time: Duration::from_secs(600),
-                expect: StatusCode::CREATED,
-                keep: 0,
-            },
-            creates(base, &token, seq.clone()),
-        )
-        .await;
-        r.vs = format!("{:.2}× fsync limit", r.rps() / fsync.rps());
-        r.note = format!(
-            "loading took {:.1} s; {}",
-            r.secs,
-            group_commit(before, commits(&t).await)
-        );
-        show(&r);
-        rows.push(r);
+        let name = format!("roster: load to {} members (POST, 64)", s.members);
+        rows.push(load_to(&t, name, want - have, creates(base, &token, seq.clone()), &fsync).await);
     }
     let loaded_rss = vm_kib(rpid, "VmRSS:").unwrap_or(0);
 
     // Paged import, Okta's pattern: startIndex=1,201,... count=200.
     let mut conn = None;
-    let mut page_lat = Vec::new();
-    let mut ids: Vec<String> = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    let import_start = Instant::now();
-    let mut start_index = 1u64;
-    let mut import_errors = 0;
-    let mut total = u64::MAX;
-    while start_index <= total && import_start.elapsed() < Duration::from_secs(120) {
-        let t0 = Instant::now();
-        let r = send(
-            &t,
-            &mut conn,
-            req(
-                "GET",
-                &format!("{base}/Users?startIndex={start_index}&count=200"),
-                &token,
-                None,
-            ),
-        )
-        .await;
-        let Ok((StatusCode::OK, body)) = r else {
-            import_errors += 1;
-            eprintln!("  import page {start_index} failed: {:?}", r.map(|(s, _)| s));
-            break;
-        };
-        page_lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-        let v: Value = serde_json::from_slice(&body).expect("list JSON");
-        total = v["totalResults"].as_u64().unwrap_or(0);
-        let res = v["Resources"].as_array().cloned().unwrap_or_default();
-        if res.is_empty() {
-            break;
-        }
-        for u in &res {
-            ids.push(u["id"].as_str().unwrap_or_default().to_owned());
-            names.push(u["userName"].as_str().unwrap_or_default().to_owned());
-        }
-        start_index += res.len() as u64;
-    }
-    let import_secs = import_start.elapsed().as_secs_f64();
-    let first_page_import = page_lat.first().copied().unwrap_or(0);
-    let last_page_import = page_lat.last().copied().unwrap_or(0);
-    let mut import = row_from(
-        "roster: paged import, count=200 (1 client)",
-        1,
-        page_lat,
-        import_errors,
-        import_secs,
-    );
-    import.vs = format!("{} users in {:.2} s", ids.len(), import_secs);
-    import.note = format!(
-        "first page {}, last page {}",
-        fmt_us(first_page_import.into()),
-        fmt_us(last_page_import.into())
-    );
+    let users = paged_import(&t, &mut conn, &format!("{base}/Users"), &token, 200, "userName").await;
+    let (ids, names, import_secs, import_errors) = (users.ids, users.names, users.secs, users.errors);
+    let mut import = users.row;
+    import.name = "roster: paged import, count=200 (1 client)".into();
+    import.vs = format!("{} users in {import_secs:.2} s", ids.len());
     show(&import);
     rows.push(import.clone());
 
     // First vs last page, interleaved, 30 times each.
-    let last_start = ((ids.len().max(1) as u64 - 1) / 200) * 200 + 1;
-    let (mut first_lat, mut last_lat) = (Vec::new(), Vec::new());
-    for _ in 0..30 {
-        for (si, out) in [(1u64, &mut first_lat), (last_start, &mut last_lat)] {
-            let t0 = Instant::now();
-            let r = send(
-                &t,
-                &mut conn,
-                req("GET", &format!("{base}/Users?startIndex={si}&count=200"), &token, None),
-            )
-            .await;
-            if matches!(r, Ok((StatusCode::OK, _))) {
-                out.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-            }
-        }
-    }
-    let first = row_from("roster: GET page startIndex=1, count=200", 1, first_lat, 0, 0.0);
-    let mut last = row_from(
-        &format!("roster: GET last page startIndex={last_start}"),
-        1,
-        last_lat,
-        0,
-        0.0,
-    );
-    last.vs = format!("p50 {:.2}× first page", last.p50_us as f64 / first.p50_us.max(1) as f64);
-    for r in [&first, &last] {
-        println!(
-            "{:<44} {:>7} {:>9} {:>6} {:>11} {:>9} {:>9}  {}",
-            r.name,
-            1,
-            r.requests,
-            0,
-            "-",
-            fmt_us(r.p50_us),
-            fmt_us(r.p99_us),
-            r.vs
-        );
-    }
+    let (first, last) = first_and_last_page(&t, &mut conn, &format!("{base}/Users"), "", &token, 200, ids.len()).await;
     rows.push(first.clone());
     rows.push(last.clone());
 
@@ -1186,14 +1269,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     let names = Arc::new(names);
     let (mut get, _) = run_load(
         &t,
-        Load {
-            name: "roster: GET /Users/{id}".into(),
-            clients: 64,
-            max: s.max_requests,
-            time: s.secs,
-            expect: StatusCode::OK,
-            keep: 0,
-        },
+        Load::reads("roster: GET /Users/{id}", &s),
         gets_by_id(base, &token, ids.clone()),
     )
     .await;
@@ -1207,14 +1283,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     // JSON. What GET /Users/{id} costs beyond this is SCIM's own work.
     let (mut floor, _) = run_load(
         &t,
-        Load {
-            name: "roster: GET /healthz (stack, no work)".into(),
-            clients: 64,
-            max: s.max_requests,
-            time: s.secs,
-            expect: StatusCode::OK,
-            keep: 0,
-        },
+        Load::reads("roster: GET /healthz (stack, no work)", &s),
         Arc::new(|_| req("GET", "/healthz", "-", None)),
     )
     .await;
@@ -1226,19 +1295,13 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     let names2 = names.clone();
     let (mut filt, _) = run_load(
         &t,
-        Load {
-            name: "roster: GET /Users?filter=userName eq".into(),
-            clients: 64,
-            max: s.max_requests,
-            time: s.secs,
-            expect: StatusCode::OK,
-            keep: 0,
-        },
-        Arc::new(move |i| {
-            let n = &names2[(mix(i) % names2.len() as u64) as usize];
-            let f: String = form_urlencoded::byte_serialize(format!("userName eq \"{n}\"").as_bytes()).collect();
-            req("GET", &format!("{base}/Users?filter={f}"), &tok2, None)
-        }),
+        Load::reads("roster: GET /Users?filter=userName eq", &s),
+        gets_of(
+            &format!("{base}/Users?filter="),
+            "",
+            &tok2,
+            eq_filters("userName", &names2),
+        ),
     )
     .await;
     filt.vs = format!(
@@ -1304,6 +1367,67 @@ async fn run(opts: Opts) -> std::process::ExitCode {
         show(&patch);
         rows.push(patch);
     }
+
+    // Teams at scale: SCIM POST /Groups at 64 clients up to s.team teams
+    // (the big team is one of them); Okta's paged import of all teams
+    // (count=100, members included, so the big team's member references
+    // come with its page); first vs last page, GET by id and displayName eq
+    // as Entra reads teams (excludedAttributes=members).
+    let name = format!("roster: load to {} teams (POST /Groups, 64)", s.team);
+    let make = team_creates(base, &token, Arc::new(AtomicU64::new(0)));
+    rows.push(load_to(&t, name, (s.team as u64).saturating_sub(1), make, &fsync).await);
+    let groups = paged_import(&t, &mut conn, &format!("{base}/Groups"), &token, 100, "displayName").await;
+    let (team_import_secs, team_import_errors) = (groups.secs, groups.errors);
+    let mut team_import = groups.row;
+    team_import.name = "roster: paged import of teams, count=100".into();
+    team_import.vs = format!("{} teams in {team_import_secs:.2} s", groups.ids.len());
+    show(&team_import);
+    rows.push(team_import);
+    let team_ids = Arc::new(groups.ids);
+    let no_members = "excludedAttributes=members";
+    let (team_first, team_last) = first_and_last_page(
+        &t,
+        &mut conn,
+        &format!("{base}/Groups"),
+        &format!("&{no_members}"),
+        &token,
+        100,
+        team_ids.len(),
+    )
+    .await;
+    rows.push(team_first.clone());
+    rows.push(team_last.clone());
+    let (mut team_get, _) = run_load(
+        &t,
+        Load::reads("roster: GET /Groups/{id}, no members", &s),
+        gets_of(
+            &format!("{base}/Groups/"),
+            &format!("?{no_members}"),
+            &token,
+            team_ids.clone(),
+        ),
+    )
+    .await;
+    team_get.vs = format!("{:.0}% of GET /Users/{{id}}", 100.0 * team_get.rps() / get.rps());
+    show(&team_get);
+    rows.push(team_get.clone());
+    let (mut team_filt, _) = run_load(
+        &t,
+        Load::reads("roster: GET /Groups?filter=displayName eq", &s),
+        gets_of(
+            &format!("{base}/Groups?{no_members}&filter="),
+            "",
+            &token,
+            eq_filters("displayName", &groups.names),
+        ),
+    )
+    .await;
+    team_filt.vs = format!(
+        "p99 {:.2}× GET-by-id p99",
+        team_filt.p99_us as f64 / team_get.p99_us.max(1) as f64
+    );
+    show(&team_filt);
+    rows.push(team_filt.clone());
     let end_rss = vm_kib(rpid, "VmRSS:").unwrap_or(0);
     let hwm = vm_kib(rpid, "VmHWM:").unwrap_or(0);
     println!(
@@ -1380,6 +1504,27 @@ async fn run(opts: Opts) -> std::process::ExitCode {
         target: format!("full import of {} users < 10 s", ids.len()),
         measured: format!("{import_secs:.2} s"),
         pass: Some(import_secs < 10.0 && import_errors == 0 && ids.len() as u64 >= s.members),
+    });
+    let f = ratio(team_filt.p99_us as f64, team_get.p99_us as f64);
+    checks.push(Check {
+        target: format!("displayName eq p99 ≤ 1.5× GET-by-id p99 ({} teams)", team_ids.len()),
+        measured: format!("{} vs {} = {f:.2}×", fmt_us(team_filt.p99_us), fmt_us(team_get.p99_us)),
+        pass: Some(f <= 1.5 && team_filt.errors == 0 && team_get.errors == 0),
+    });
+    let l = ratio(team_last.p50_us as f64, team_first.p50_us as f64);
+    checks.push(Check {
+        target: "last page of teams ≤ 2× first page (p50 of 30 each)".into(),
+        measured: format!(
+            "{} vs {} = {l:.2}×",
+            fmt_us(team_last.p50_us),
+            fmt_us(team_first.p50_us)
+        ),
+        pass: Some(l <= 2.0),
+    });
+    checks.push(Check {
+        target: format!("full import of {} teams < 10 s", team_ids.len()),
+        measured: format!("{team_import_secs:.2} s"),
+        pass: Some(team_import_secs < 10.0 && team_import_errors == 0 && team_ids.len() >= s.team),
     });
     let rss_max = loaded_rss.max(end_rss);
     checks.push(Check {
