@@ -388,13 +388,14 @@ async fn respond(app: &App, q: &Query, team: Team, status: StatusCode) -> Result
         .store
         .read(move |txn| read_team(txn, &t, &public_url, with_members))
         .await?;
+    Ok(rendered(app, q, &team, v, status))
+}
+
+/// The response for a team rendered as `v`: projected, with its ETag and
+/// Location.
+fn rendered(app: &App, q: &Query, team: &Team, v: Value, status: StatusCode) -> Response {
     let location = group_location(&app.config.public_url, &team.id);
-    Ok(resource_response(
-        status,
-        q.project_owned(v, &GROUP),
-        Some(team.version),
-        Some(&location),
-    ))
+    resource_response(status, q.project_owned(v, &GROUP), Some(team.version), Some(&location))
 }
 
 pub async fn create(
@@ -437,12 +438,26 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     let q = Query::parse(&params, &GROUP, false)?;
     let tid = parse_id(&id)?;
-    let team = app
-        .store
-        .read(move |txn| store::teams::get(txn, tid))
-        .await?
-        .ok_or_else(|| ScimError::not_found(format!("no Group with id {tid}")))?;
-    respond(&app, &q, team, StatusCode::OK).await
+    // The team and its members from one read transaction, so the ETag and
+    // the members describe the same version. Without members (Entra always
+    // reads groups with excludedAttributes=members) it is a point read of
+    // a few keys; a member list can be 10,000 rows and goes to the pool.
+    let with_members = wants_members(&q);
+    let public_url = app.config.public_url.clone();
+    let read = move |txn: &ReadTransaction| -> Result<Option<(Team, Value)>, StoreError> {
+        let Some(team) = store::teams::get(txn, tid)? else {
+            return Ok(None);
+        };
+        let v = read_team(txn, &team, &public_url, with_members)?;
+        Ok(Some((team, v)))
+    };
+    let found = if with_members {
+        app.store.read(read).await?
+    } else {
+        app.store.read_point(read).await?
+    };
+    let (team, v) = found.ok_or_else(|| ScimError::not_found(format!("no Group with id {tid}")))?;
+    Ok(rendered(&app, &q, &team, v, StatusCode::OK))
 }
 
 pub async fn replace(
@@ -545,7 +560,23 @@ pub async fn list(
     let q = Query::parse(&params, &GROUP, true)?;
     let public_url = app.config.public_url.clone();
     let q2 = q.clone();
-    let (total, page) = app.store.read(move |txn| select(txn, &q2, &public_url)).await?;
+    let read = move |txn: &ReadTransaction| select(txn, &q2, &public_url);
+    // `displayName eq` without members (Okta's check before it pushes a
+    // group, Entra's match with excludedAttributes=members), `id eq` and
+    // `externalId eq` read one or a few teams through an index: a point
+    // read. Member lists (up to every member of the workspace) and
+    // everything else may scan.
+    let point = !wants_members(&q)
+        && q.filter.as_ref().is_some_and(|f| {
+            !mentions_members(f)
+                && filter::index_lookup(f)
+                    .is_some_and(|h| matches!(h.attr, IndexAttr::Id | IndexAttr::DisplayName | IndexAttr::ExternalId))
+        });
+    let (total, page) = if point {
+        app.store.read_point(read).await?
+    } else {
+        app.store.read(read).await?
+    };
     let resources = page.into_iter().map(|r| q.project_owned(r, &GROUP)).collect();
     Ok(json_response(
         StatusCode::OK,
