@@ -9,21 +9,22 @@ use axum::extract::{Extension, Path, Query as RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use redb::{ReadTransaction, WriteTransaction};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::error::ScimError;
 use super::filter::{self, CompValue, CompareOp, Filter, IndexAttr};
-use super::list::{Query, list_response};
+use super::list::{Query, list_bytes, list_response};
 use super::patch::{self, Op, PatchOperation};
 use super::schema::{self, GROUP, GROUP_URN};
-use super::users::{Refused, finish, if_match, json_body, json_response, resource_response};
+use super::users::{Refused, bytes_response, finish, if_match, json_body, json_response, resource_response};
 use crate::App;
 use crate::clock::rfc3339;
 use crate::store::{self, StoreError};
 use crate::workspace::ScimCtx;
 use crate::workspace::members::etag;
-use crate::workspace::model::{Status, Team};
+use crate::workspace::model::Team;
 use crate::workspace::teams::{self as rules, Editor, TeamOp};
 
 pub fn group_location(public_url: &str, id: &Uuid) -> String {
@@ -53,20 +54,110 @@ fn mentions_members(f: &Filter) -> bool {
 
 /// The member elements of a team: listed (not removed) members only.
 fn member_elements(txn: &ReadTransaction, team: Uuid, public_url: &str) -> Result<Vec<Value>, StoreError> {
-    let mut out = Vec::new();
-    for id in store::teams::member_ids(txn, team)? {
-        if let Some(m) = store::members::get(txn, id)?
-            && m.status != Status::Removed
-        {
-            out.push(json!({
+    let shown = store::members::shown(txn, &store::teams::member_ids(txn, team)?)?;
+    Ok(shown
+        .into_iter()
+        .map(|m| {
+            json!({
                 "value": m.id.to_string(),
-                "display": m.display_name.clone().unwrap_or_else(|| m.email.clone()),
+                "display": m.display,
                 "$ref": super::model::user_location(public_url, &m.id),
                 "type": "User",
-            }));
-        }
+            })
+        })
+        .collect())
+}
+
+/// Whether a request asks for the default attribute set (neither
+/// `attributes` nor `excludedAttributes`): then a team is written straight
+/// to bytes ([`write_group`]) instead of through `serde_json::Value`.
+fn default_set(q: &Query) -> bool {
+    q.attributes.is_empty() && q.excluded.is_empty()
+}
+
+// Field order is key order: these serialise exactly as `render_group`'s
+// objects do (serde_json's map is sorted).
+#[derive(Serialize)]
+struct GroupOut<'a> {
+    #[serde(rename = "displayName")]
+    display_name: &'a str,
+    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a str>,
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<MembersOut<'a>>,
+    meta: GroupMeta,
+    schemas: [&'static str; 1],
+}
+
+#[derive(Serialize)]
+struct GroupMeta {
+    created: String,
+    #[serde(rename = "lastModified")]
+    last_modified: String,
+    location: String,
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    version: String,
+}
+
+/// A team's member list, written element by element as it is serialised.
+struct MembersOut<'a> {
+    shown: &'a [store::members::Shown],
+    public_url: &'a str,
+}
+
+#[derive(Serialize)]
+struct MemberOut<'a> {
+    #[serde(rename = "$ref")]
+    reference: String,
+    display: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: String,
+}
+
+impl Serialize for MembersOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.shown.iter().map(|m| MemberOut {
+            reference: super::model::user_location(self.public_url, &m.id),
+            display: &m.display,
+            kind: "User",
+            value: m.id.to_string(),
+        }))
     }
-    Ok(out)
+}
+
+/// The JSON bytes of `project_owned(render_group(t, public_url, members),
+/// GROUP, [], [])` (the tests compare them), without a `Value` per member:
+/// a team of 100,000 members is a 15 MB answer, and as `Value`s it took
+/// ten times that in memory.
+fn write_group(t: &Team, public_url: &str, members: Option<&[store::members::Shown]>) -> Vec<u8> {
+    let out = GroupOut {
+        display_name: &t.name,
+        external_id: t.external_id.as_deref(),
+        id: t.id.to_string(),
+        members: members.map(|shown| MembersOut { shown, public_url }),
+        meta: GroupMeta {
+            created: rfc3339(t.created_ms),
+            last_modified: rfc3339(t.updated_ms),
+            location: group_location(public_url, &t.id),
+            resource_type: "Group",
+            version: etag(t.version),
+        },
+        schemas: [GROUP_URN],
+    };
+    let capacity = 256 + members.map_or(0, |m| m.len() * 160);
+    let mut bytes = Vec::with_capacity(capacity);
+    // Writing into a Vec cannot fail, and every field serialises.
+    let _ = serde_json::to_writer(&mut bytes, &out);
+    bytes
+}
+
+/// [`write_group`] of a stored team, with its members.
+fn group_bytes(txn: &ReadTransaction, t: &Team, public_url: &str) -> Result<Vec<u8>, StoreError> {
+    let shown = store::members::shown(txn, &store::teams::member_ids(txn, t.id)?)?;
+    Ok(write_group(t, public_url, Some(&shown)))
 }
 
 pub fn render_group(t: &Team, public_url: &str, members: Option<Vec<Value>>) -> Value {
@@ -383,19 +474,36 @@ fn parse_id(id: &str) -> Result<Uuid, ScimError> {
 async fn respond(app: &App, q: &Query, team: Team, status: StatusCode) -> Result<Response, ScimError> {
     let public_url = app.config.public_url.clone();
     let with_members = wants_members(q);
+    let default = default_set(q);
     let t = team.clone();
-    let v = app
+    let body = app
         .store
-        .read(move |txn| read_team(txn, &t, &public_url, with_members))
+        .read(move |txn| {
+            if default {
+                group_bytes(txn, &t, &public_url).map(Body::Bytes)
+            } else {
+                read_team(txn, &t, &public_url, with_members).map(Body::Value)
+            }
+        })
         .await?;
-    Ok(rendered(app, q, &team, v, status))
+    Ok(rendered(app, q, &team, body, status))
 }
 
-/// The response for a team rendered as `v`: projected, with its ETag and
-/// Location.
-fn rendered(app: &App, q: &Query, team: &Team, v: Value, status: StatusCode) -> Response {
+/// A team read for a response: written straight to bytes (default
+/// attribute set) or rendered to be projected.
+enum Body {
+    Bytes(Vec<u8>),
+    Value(Value),
+}
+
+/// The response for a team: projected when it is a `Value`, with its ETag
+/// and Location.
+fn rendered(app: &App, q: &Query, team: &Team, body: Body, status: StatusCode) -> Response {
     let location = group_location(&app.config.public_url, &team.id);
-    resource_response(status, q.project_owned(v, &GROUP), Some(team.version), Some(&location))
+    match body {
+        Body::Bytes(b) => bytes_response(status, b, Some(team.version), Some(&location)),
+        Body::Value(v) => resource_response(status, q.project_owned(v, &GROUP), Some(team.version), Some(&location)),
+    }
 }
 
 pub async fn create(
@@ -443,13 +551,18 @@ pub async fn get(
     // reads groups with excludedAttributes=members) it is a point read of
     // a few keys; a member list can be 10,000 rows and goes to the pool.
     let with_members = wants_members(&q);
+    let default = default_set(&q);
     let public_url = app.config.public_url.clone();
-    let read = move |txn: &ReadTransaction| -> Result<Option<(Team, Value)>, StoreError> {
+    let read = move |txn: &ReadTransaction| -> Result<Option<(Team, Body)>, StoreError> {
         let Some(team) = store::teams::get(txn, tid)? else {
             return Ok(None);
         };
-        let v = read_team(txn, &team, &public_url, with_members)?;
-        Ok(Some((team, v)))
+        let body = if default {
+            Body::Bytes(group_bytes(txn, &team, &public_url)?)
+        } else {
+            Body::Value(read_team(txn, &team, &public_url, with_members)?)
+        };
+        Ok(Some((team, body)))
     };
     let found = if with_members {
         app.store.read(read).await?
@@ -560,7 +673,16 @@ pub async fn list(
     let q = Query::parse(&params, &GROUP, true)?;
     let public_url = app.config.public_url.clone();
     let q2 = q.clone();
-    let read = move |txn: &ReadTransaction| select(txn, &q2, &public_url);
+    let read = move |txn: &ReadTransaction| -> Result<ListBody, StoreError> {
+        if default_set(&q2) {
+            let (total, page) = select(txn, &q2, &public_url, |t| group_bytes(txn, t, &public_url))?;
+            Ok(ListBody::Bytes(list_bytes(total, q2.offset, &page)))
+        } else {
+            let with_members = wants_members(&q2);
+            let (total, page) = select(txn, &q2, &public_url, |t| read_team(txn, t, &public_url, with_members))?;
+            Ok(ListBody::Values(total, page))
+        }
+    };
     // `displayName eq` without members (Okta's check before it pushes a
     // group, Entra's match with excludedAttributes=members), `id eq` and
     // `externalId eq` read one or a few teams through an index: a point
@@ -572,28 +694,40 @@ pub async fn list(
                 && filter::index_lookup(f)
                     .is_some_and(|h| matches!(h.attr, IndexAttr::Id | IndexAttr::DisplayName | IndexAttr::ExternalId))
         });
-    let (total, page) = if point {
+    let body = if point {
         app.store.read_point(read).await?
     } else {
         app.store.read(read).await?
     };
-    let resources = page.into_iter().map(|r| q.project_owned(r, &GROUP)).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &list_response(total, q.offset, resources),
-    ))
+    Ok(match body {
+        ListBody::Bytes(b) => bytes_response(StatusCode::OK, b, None, None),
+        ListBody::Values(total, page) => {
+            let resources = page.into_iter().map(|r| q.project_owned(r, &GROUP)).collect();
+            json_response(StatusCode::OK, &list_response(total, q.offset, resources))
+        }
+    })
 }
 
-fn select(txn: &ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Vec<Value>), StoreError> {
-    let with_members = wants_members(q);
+/// A listing read: the whole body in the default attribute set, or the
+/// total and the rendered page to project.
+enum ListBody {
+    Bytes(Vec<u8>),
+    Values(u64, Vec<Value>),
+}
+
+/// The teams a listing returns: (totalResults, the page, each team
+/// rendered by `render`).
+fn select<R>(
+    txn: &ReadTransaction,
+    q: &Query,
+    public_url: &str,
+    render: impl Fn(&Team) -> Result<R, StoreError>,
+) -> Result<(u64, Vec<R>), StoreError> {
     let window = |i: u64| i >= q.offset && i < q.offset + q.count as u64;
     if q.filter.is_none() && q.sort_by.is_none() {
         let total = store::teams::count(txn)?;
         let page = store::teams::page(txn, q.offset, q.count)?;
-        let rendered = page
-            .iter()
-            .map(|t| read_team(txn, t, public_url, with_members))
-            .collect::<Result<_, _>>()?;
+        let rendered = page.iter().map(render).collect::<Result<_, _>>()?;
         return Ok((total, rendered));
     }
     // Members are rendered for every candidate only when the filter needs
@@ -655,15 +789,94 @@ fn select(txn: &ReadTransaction, q: &Query, public_url: &str) -> Result<(u64, Ve
             .take(q.count)
             .collect();
     }
+    // The page as asked for (the candidates were rendered for the filter).
     let page = matched
-        .into_iter()
-        .map(|(t, r)| {
-            if with_members && r.get("members").is_none() {
-                read_team(txn, &t, public_url, true)
-            } else {
-                Ok(r)
-            }
-        })
+        .iter()
+        .map(|(t, _)| render(t))
         .collect::<Result<_, StoreError>>()?;
     Ok((total, page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::project::project_owned;
+    use super::*;
+    use crate::store::members::Shown;
+    use crate::workspace::model::Management;
+
+    fn team(seed: u64) -> Team {
+        Team {
+            id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(seed)),
+            seq: seed,
+            name: ["Ops", "Dev \"core\" ✓", "a\\b/c\n\t", "Everyone"][(seed % 4) as usize].to_owned(),
+            external_id: (!seed.is_multiple_of(3)).then(|| format!("ext-{seed} \"x\"")),
+            management: Management::Unmanaged,
+            member_count: seed,
+            created_ms: 1_700_000_000_123,
+            updated_ms: 1_700_000_000_456 + seed as i64,
+            version: seed + 1,
+        }
+    }
+
+    fn shown(n: u64) -> Vec<Shown> {
+        (0..n)
+            .map(|i| Shown {
+                id: Uuid::from_u128(u128::from(i) * 7919),
+                display: ["Ada", "Bob \"B\" Ünal", "x@example.com", ""][(i % 4) as usize].to_owned(),
+            })
+            .collect()
+    }
+
+    /// What the general path makes of a team: render to `Value`, default
+    /// projection, serialise.
+    fn general(t: &Team, members: Option<&[Shown]>) -> Vec<u8> {
+        let url = "https://r.example";
+        let members = members.map(|m| {
+            m.iter()
+                .map(|m| {
+                    json!({
+                        "value": m.id.to_string(),
+                        "display": m.display,
+                        "$ref": super::super::model::user_location(url, &m.id),
+                        "type": "User",
+                    })
+                })
+                .collect()
+        });
+        serde_json::to_vec(&project_owned(render_group(t, url, members), &GROUP, &[], &[])).unwrap()
+    }
+
+    #[test]
+    fn group_bytes_are_the_general_paths_bytes() {
+        for seed in 0..40u64 {
+            let t = team(seed);
+            let members = shown(seed * 3);
+            for m in [None, Some(&members[..])] {
+                let fast = write_group(&t, "https://r.example", m);
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(general(&t, m)).unwrap(),
+                    "team {seed}, members {:?}",
+                    m.map(<[Shown]>::len)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn list_bytes_are_list_responses_bytes() {
+        for n in [0u64, 1, 3] {
+            let teams: Vec<Team> = (0..n).map(team).collect();
+            let bytes: Vec<Vec<u8>> = teams
+                .iter()
+                .map(|t| write_group(t, "https://r.example", None))
+                .collect();
+            let values: Vec<Value> = bytes.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
+            let expected = serde_json::to_vec(&list_response(10_000, 200, values)).unwrap();
+            assert_eq!(
+                String::from_utf8(list_bytes(10_000, 200, &bytes)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
 }

@@ -134,3 +134,25 @@ pub fn list_response(total: u64, offset: u64, resources: Vec<Value>) -> Value {
         "Resources": resources,
     })
 }
+
+/// [`list_response`] around resources already serialised (each one JSON
+/// object): the bytes of `to_vec(list_response(..))` (tested), in its key
+/// order (serde_json's map is sorted).
+pub fn list_bytes(total: u64, offset: u64, resources: &[Vec<u8>]) -> Vec<u8> {
+    let len: usize = resources.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(len + 160);
+    out.extend_from_slice(b"{\"Resources\":[");
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r);
+    }
+    let tail = format!(
+        "],\"itemsPerPage\":{},\"schemas\":[\"{LIST_URN}\"],\"startIndex\":{},\"totalResults\":{total}}}",
+        resources.len(),
+        offset + 1
+    );
+    out.extend_from_slice(tail.as_bytes());
+    out
+}

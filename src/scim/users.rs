@@ -62,7 +62,12 @@ fn write_response(status: StatusCode, resource: &Value, version: Option<u64>, lo
 }
 
 /// A SCIM JSON response from an already serialised body.
-fn bytes_response(status: StatusCode, body: Vec<u8>, version: Option<u64>, location: Option<&str>) -> Response {
+pub(super) fn bytes_response(
+    status: StatusCode,
+    body: Vec<u8>,
+    version: Option<u64>,
+    location: Option<&str>,
+) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));

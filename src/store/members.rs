@@ -135,6 +135,44 @@ pub fn get(txn: &ReadTransaction, id: Uuid) -> Result<Option<Member>, StoreError
     members.get(id.as_u128())?.map(|v| decode(v.value())).transpose()
 }
 
+/// A member as a team's member list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub id: Uuid,
+    /// The display name, or the email when there is none.
+    pub display: String,
+}
+
+/// The fields of a member row that [`shown`] needs; serde skips the rest
+/// (the SCIM attributes the IdP sent) without building them.
+#[derive(serde::Deserialize)]
+struct ShownRow {
+    email: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    status: crate::workspace::model::Status,
+}
+
+/// The listed (not removed) members among `ids`, in that order, as a
+/// team's member list shows them. One table open for all of them, and each
+/// row decoded into three fields instead of a whole [`Member`]: a team can
+/// have every member of the workspace.
+pub fn shown(txn: &ReadTransaction, ids: &[Uuid]) -> Result<Vec<Shown>, StoreError> {
+    let members = txn.open_table(MEMBERS)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let Some(v) = members.get(id.as_u128())? else { continue };
+        let row: ShownRow = decode(v.value())?;
+        if row.status != crate::workspace::model::Status::Removed {
+            out.push(Shown {
+                id,
+                display: row.display_name.unwrap_or(row.email),
+            });
+        }
+    }
+    Ok(out)
+}
+
 pub fn id_by_email_w(txn: &WriteTransaction, email: &str) -> Result<Option<Uuid>, StoreError> {
     let by_email = txn.open_table(MEMBER_BY_EMAIL)?;
     Ok(by_email
