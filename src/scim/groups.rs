@@ -17,6 +17,7 @@ use super::error::ScimError;
 use super::filter::{self, CompValue, CompareOp, Filter, IndexAttr};
 use super::list::{Query, list_bytes, list_response};
 use super::patch::{self, Op, PatchOperation};
+use super::render::{Meta, Reference};
 use super::schema::{self, GROUP, GROUP_URN};
 use super::users::{Refused, bytes_response, finish, if_match, json_body, json_response, resource_response};
 use crate::App;
@@ -86,19 +87,8 @@ struct GroupOut<'a> {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<MembersOut<'a>>,
-    meta: GroupMeta,
+    meta: Meta,
     schemas: [&'static str; 1],
-}
-
-#[derive(Serialize)]
-struct GroupMeta {
-    created: String,
-    #[serde(rename = "lastModified")]
-    last_modified: String,
-    location: String,
-    #[serde(rename = "resourceType")]
-    resource_type: &'static str,
-    version: String,
 }
 
 /// A team's member list, written element by element as it is serialised.
@@ -107,19 +97,9 @@ struct MembersOut<'a> {
     public_url: &'a str,
 }
 
-#[derive(Serialize)]
-struct MemberOut<'a> {
-    #[serde(rename = "$ref")]
-    reference: String,
-    display: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    value: String,
-}
-
 impl Serialize for MembersOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.shown.iter().map(|m| MemberOut {
+        s.collect_seq(self.shown.iter().map(|m| Reference {
             reference: super::model::user_location(self.public_url, &m.id),
             display: &m.display,
             kind: "User",
@@ -138,7 +118,7 @@ fn write_group(t: &Team, public_url: &str, members: Option<&[store::members::Sho
         external_id: t.external_id.as_deref(),
         id: t.id.to_string(),
         members: members.map(|shown| MembersOut { shown, public_url }),
-        meta: GroupMeta {
+        meta: Meta {
             created: rfc3339(t.created_ms),
             last_modified: rfc3339(t.updated_ms),
             location: group_location(public_url, &t.id),

@@ -71,14 +71,16 @@ struct RoleRef {
     value: &'static str,
 }
 
+/// A multi-valued reference (`$ref`, `display`, `type`, `value`), in key
+/// order: a member's groups here, a team's members in groups.rs.
 #[derive(Serialize)]
-struct GroupRef<'a> {
+pub(super) struct Reference<'a> {
     #[serde(rename = "$ref")]
-    reference: String,
-    display: &'a str,
+    pub reference: String,
+    pub display: &'a str,
     #[serde(rename = "type")]
-    kind: &'static str,
-    value: String,
+    pub kind: &'static str,
+    pub value: String,
 }
 
 #[derive(Serialize)]
@@ -87,15 +89,16 @@ struct RosterExt {
     status: &'static str,
 }
 
+/// A resource's `meta`, in key order; also used for Groups (groups.rs).
 #[derive(Serialize)]
-struct Meta {
-    created: String,
+pub(super) struct Meta {
+    pub created: String,
     #[serde(rename = "lastModified")]
-    last_modified: String,
-    location: String,
+    pub last_modified: String,
+    pub location: String,
     #[serde(rename = "resourceType")]
-    resource_type: &'static str,
-    version: String,
+    pub resource_type: &'static str,
+    pub version: String,
 }
 
 impl Serialize for Out<'_> {
@@ -122,7 +125,7 @@ impl Serialize for Out<'_> {
                 value: role,
             }]
             .serialize(s),
-            Out::Groups(groups, base) => s.collect_seq(groups.iter().map(|(id, name)| GroupRef {
+            Out::Groups(groups, base) => s.collect_seq(groups.iter().map(|(id, name)| Reference {
                 reference: format!("{base}{id}"),
                 display: name,
                 kind: "direct",
