@@ -118,6 +118,7 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
     let snapshots = tokio::spawn(scheduled::run(app.clone(), stop_rx.clone()));
+    let housekeeping = tokio::spawn(scheduled::housekeeping(app.clone(), stop_rx.clone()));
     let mail = tokio::spawn(crate::mail::run(app.clone(), stop_rx.clone()));
     let renew = (app.config.tls == crate::config::TlsSource::SelfSigned)
         .then(|| tokio::spawn(renew_self_signed(reloader.clone(), stop_rx.clone())));
@@ -130,6 +131,7 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
         // `roster restore` right after, can open it).
         let _ = control.await;
         let _ = snapshots.await;
+        let _ = housekeeping.await;
         let _ = mail.await;
         if let Some(t) = renew {
             let _ = t.await;

@@ -1,6 +1,6 @@
-//! Scheduled snapshots into `[backup] dir`: one every `interval`, keeping
-//! the newest `keep`. Files are named `roster-<UTC time>.redb` so they sort
-//! by age.
+//! Scheduled work: snapshots into `[backup] dir` (one every `interval`,
+//! keeping the newest `keep`; files are named `roster-<UTC time>.redb` so
+//! they sort by age), and the housekeeping sweep of expired rows.
 
 use tokio::sync::watch;
 
@@ -50,6 +50,29 @@ pub fn prune(dir: &std::path::Path, keep: usize) {
     for old in ours.into_iter().take(excess) {
         if let Err(e) = std::fs::remove_file(&old) {
             tracing::warn!(path = %old.display(), error = %e, "cannot delete an old snapshot");
+        }
+    }
+}
+
+/// Every [`crate::workspace::housekeeping::INTERVAL`]: deletes expired
+/// sessions, links, authorization codes and tokens.
+pub async fn housekeeping(app: App, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(crate::workspace::housekeeping::INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        match crate::workspace::housekeeping::sweep(&app).await {
+            Ok(s) if s.total() > 0 => tracing::info!(
+                sessions = s.sessions,
+                links = s.links,
+                codes = s.codes,
+                access_tokens = s.access_tokens,
+                refresh_tokens = s.refresh_tokens,
+                "expired rows deleted"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping sweep failed; it is tried again later"),
         }
     }
 }

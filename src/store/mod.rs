@@ -33,6 +33,63 @@ use tokio::sync::oneshot;
 /// hash from every table in `rows`, and the index entries. Returns how many
 /// hashes there were. (A member's links and sessions, a connection's or a
 /// grant's tokens.)
+/// Up to `limit` keys of `table` whose row is `expired`, found in a read
+/// transaction so the writer is not held while looking.
+pub(crate) fn expired_keys<T: serde::de::DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: redb::TableDefinition<&[u8; 32], &[u8]>,
+    limit: usize,
+    expired: impl Fn(&T) -> bool,
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    let t = txn.open_table(table)?;
+    let mut out = Vec::new();
+    for row in redb::ReadableTable::iter(&t)? {
+        let (k, v) = row?;
+        if expired(&codec::decode::<T>(v.value())?) {
+            out.push(*k.value());
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the rows of `keys` that are still `expired` when read again in
+/// this transaction (a session may have been used since), with their
+/// `(owner, key)` rows in `index`; returns how many.
+pub(crate) fn remove_expired<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<&[u8; 32], &[u8]>,
+    index: Option<redb::TableDefinition<(u128, &[u8; 32]), ()>>,
+    keys: &[[u8; 32]],
+    expired: impl Fn(&T) -> bool,
+    owner: impl Fn(&T) -> u128,
+) -> Result<usize, StoreError> {
+    let mut gone: Vec<(u128, [u8; 32])> = Vec::new();
+    {
+        let mut t = txn.open_table(table)?;
+        for k in keys {
+            let row: Option<T> = redb::ReadableTable::get(&t, k)?
+                .map(|v| codec::decode(v.value()))
+                .transpose()?;
+            if let Some(row) = row
+                && expired(&row)
+            {
+                t.remove(k)?;
+                gone.push((owner(&row), *k));
+            }
+        }
+    }
+    if let Some(index) = index {
+        let mut idx = txn.open_table(index)?;
+        for (o, k) in &gone {
+            idx.remove((*o, k))?;
+        }
+    }
+    Ok(gone.len())
+}
+
 pub(crate) fn revoke_owned(
     txn: &WriteTransaction,
     index: redb::TableDefinition<(u128, &[u8; 32]), ()>,

@@ -45,7 +45,8 @@ pub fn revoke_for_member(txn: &WriteTransaction, member: Uuid) -> Result<usize, 
     super::revoke_owned(txn, MEMBER_SESSIONS, &[SESSIONS], member.as_u128())
 }
 
-/// Sessions of a member (expired ones included until they are swept).
+/// Sessions of a member (expired ones included until the housekeeping
+/// sweep deletes them, `workspace::housekeeping`).
 pub fn count_for_member(txn: &ReadTransaction, member: Uuid) -> Result<usize, StoreError> {
     let id = member.as_u128();
     let idx = txn.open_table(MEMBER_SESSIONS)?;

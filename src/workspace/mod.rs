@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod connections;
 pub mod domains;
+pub mod housekeeping;
 pub mod mail;
 pub mod members;
 pub mod model;

@@ -798,6 +798,108 @@ async fn codes_expire_after_a_minute_and_access_tokens_after_an_hour() {
     assert_eq!(scim_status(&s, &at).await, 401, "expired after 3600 s");
 }
 
+/// Rows per table: (sessions, member→session index, links, member→link
+/// index, codes, access tokens, refresh tokens, grant→token index).
+async fn row_counts(s: &TestServer) -> [u64; 8] {
+    use roster::store::tables::*;
+    s.app
+        .store
+        .read(|txn| {
+            let n = |len: Result<u64, redb::StorageError>| len.map_err(roster::store::StoreError::from);
+            use redb::ReadableTableMetadata as M;
+            Ok([
+                n(M::len(&txn.open_table(SESSIONS)?))?,
+                n(M::len(&txn.open_table(MEMBER_SESSIONS)?))?,
+                n(M::len(&txn.open_table(ONE_TIME_LINKS)?))?,
+                n(M::len(&txn.open_table(MEMBER_LINKS)?))?,
+                n(M::len(&txn.open_table(OAUTH_CODES)?))?,
+                n(M::len(&txn.open_table(ACCESS_TOKENS)?))?,
+                n(M::len(&txn.open_table(REFRESH_TOKENS)?))?,
+                n(M::len(&txn.open_table(GRANT_TOKENS)?))?,
+            ])
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_expired_rows_with_their_index_rows_and_keeps_live_ones() {
+    use roster::workspace::housekeeping::{Swept, sweep};
+    let clock = fake_clock_now();
+    let s = TestServer::start_with_clock(clock.clone()).await;
+    let mut web = admin_web(&s).await;
+    let (id, secret, t1) = okta_tokens(&s, &mut web).await;
+    // A member provisioned on a verified domain: a 3-day set-password link.
+    domain(&s, "example.org", true).await;
+    let (static_tok, _) = connection(&s, "Entra static").await;
+    let body = json!({"schemas": [USER_URN], "userName": "lee@example.org"});
+    assert_eq!(
+        scim(&s, "POST", "/Users", Some(&static_tok), Some(body)).await.status,
+        201
+    );
+
+    // Nothing has expired: nothing goes.
+    let before = row_counts(&s).await;
+    assert_eq!(sweep(&s.app).await.unwrap(), Swept::default());
+    assert_eq!(row_counts(&s).await, before);
+    let [sessions, _, links, _, _, access, refreshes, _] = before;
+    assert!(
+        sessions >= 1 && links >= 1 && access >= 1 && refreshes >= 1,
+        "{before:?}"
+    );
+
+    // Two hours on: the access token (1 h) and the code (60 s) have
+    // expired; the session (8 h idle), the link and the refresh token live.
+    clock.advance_ms(2 * 3_600_000);
+    let swept = sweep(&s.app).await.unwrap();
+    assert_eq!(swept.access_tokens, 1, "{swept:?}");
+    assert_eq!(
+        (swept.sessions, swept.links, swept.refresh_tokens),
+        (0, 0, 0),
+        "{swept:?}"
+    );
+    let after = row_counts(&s).await;
+    assert_eq!(after[5], access - 1, "{after:?}");
+    assert_eq!(
+        after[7],
+        after[5] + after[6],
+        "grant index rows follow the tokens: {after:?}"
+    );
+    assert_eq!(scim_status(&s, &t1.s("access_token")).await, 401);
+    let t2 = refresh(&s, &t1.s("refresh_token"), &id, &secret).await;
+    assert_tokens(&t2, true);
+    assert_eq!(scim_status(&s, &t2.s("access_token")).await, 200);
+    assert_eq!(web.get("/").await.status, 200, "the admin's session still works");
+
+    // Eight days on: sessions (7 days at most) and the 3-day link are gone
+    // too, each with its index row; a second sweep finds nothing.
+    clock.advance_ms(8 * 24 * 3_600_000);
+    let swept = sweep(&s.app).await.unwrap();
+    assert!(
+        swept.sessions >= 1 && swept.links >= 1 && swept.access_tokens >= 1,
+        "{swept:?}"
+    );
+    let [
+        sessions,
+        member_sessions,
+        links,
+        member_links,
+        _,
+        access,
+        refreshes,
+        grant_tokens,
+    ] = row_counts(&s).await;
+    assert_eq!((sessions, member_sessions), (0, 0));
+    assert_eq!(links, member_links, "link index rows follow the links");
+    assert_eq!(grant_tokens, access + refreshes, "grant index rows follow the tokens");
+    assert_eq!(sweep(&s.app).await.unwrap(), Swept::default());
+    let r = web.get("/").await;
+    assert!(
+        r.status == 303 || r.status == 302,
+        "signed out once the session is gone: {r}"
+    );
+}
+
 /// A member (role member) on a verified domain, created over SCIM, with a password.
 pub async fn plain_member(s: &TestServer, email: &str) -> (String, String) {
     let dom = email.split('@').nth(1).unwrap().to_owned();
