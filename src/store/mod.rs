@@ -33,17 +33,21 @@ use tokio::sync::oneshot;
 /// hash from every table in `rows`, and the index entries. Returns how many
 /// hashes there were. (A member's links and sessions, a connection's or a
 /// grant's tokens.)
-/// Up to `limit` keys of `table` whose row is `expired`, found in a read
-/// transaction so the writer is not held while looking.
+/// Up to `limit` keys of `table` after `after` (from the start when
+/// `None`) whose row is `expired`, found in a read transaction so the
+/// writer is not held while looking.
 pub(crate) fn expired_keys<T: serde::de::DeserializeOwned>(
     txn: &ReadTransaction,
     table: redb::TableDefinition<&[u8; 32], &[u8]>,
+    after: Option<[u8; 32]>,
     limit: usize,
     expired: impl Fn(&T) -> bool,
 ) -> Result<Vec<[u8; 32]>, StoreError> {
+    use std::ops::Bound;
     let t = txn.open_table(table)?;
+    let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut out = Vec::new();
-    for row in redb::ReadableTable::iter(&t)? {
+    for row in redb::ReadableTable::range::<&[u8; 32]>(&t, (start, Bound::Unbounded))? {
         let (k, v) = row?;
         if expired(&codec::decode::<T>(v.value())?) {
             out.push(*k.value());

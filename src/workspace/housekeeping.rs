@@ -79,15 +79,18 @@ async fn sweep_table<T: DeserializeOwned + 'static>(
     expired: impl Fn(&T) -> Option<u128> + Copy + Send + Sync + 'static,
 ) -> Result<usize, StoreError> {
     let mut total = 0;
+    let mut after = None;
     loop {
         let keys = app
             .store
-            .read(move |txn| store::expired_keys(txn, table, CHUNK, |row: &T| expired(row).is_some()))
+            .read(move |txn| store::expired_keys(txn, table, after, CHUNK, |row: &T| expired(row).is_some()))
             .await?;
-        if keys.is_empty() {
+        let (Some(&last), found) = (keys.last(), keys.len()) else {
             return Ok(total);
-        }
-        let found = keys.len();
+        };
+        // The next look starts after this chunk, not again at the start of
+        // a table whose live rows come first.
+        after = Some(last);
         let removed = app
             .store
             .write(move |txn| {
@@ -104,9 +107,7 @@ async fn sweep_table<T: DeserializeOwned + 'static>(
             .await?
             .unwrap_or(0);
         total += removed;
-        // A short chunk was the last; none removed means the rest were used
-        // (a session seen) between the read and the write.
-        if found < CHUNK || removed == 0 {
+        if found < CHUNK {
             return Ok(total);
         }
     }

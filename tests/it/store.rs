@@ -210,3 +210,60 @@ async fn point_reads_see_acknowledged_writes_and_survive_a_panic() {
     assert_eq!(n, 64, "the reader thread goes on after a panic");
     store.close().await;
 }
+
+/// More expired rows than one sweep chunk (1,000), interleaved by key with
+/// live ones: every expired row and its index row go, every live one stays.
+#[tokio::test]
+async fn housekeeping_sweeps_past_one_chunk_and_keeps_live_rows_between() {
+    use roster::workspace::model::{LinkPurpose, OneTimeLink};
+    let clock = fake_clock_now();
+    let s = TestServer::start_with_clock(clock.clone()).await;
+    let now = roster::clock::Clock::now_ms(clock.as_ref());
+    let member = uuid::Uuid::from_u128(42);
+    let (expired, live) = (2_500u32, 700u32);
+    s.app
+        .store
+        .write(move |txn| {
+            for i in 0..expired + live {
+                // Keys spread over the key space, expired and live mixed.
+                let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &i.to_le_bytes())
+                    .as_ref()
+                    .try_into()
+                    .unwrap();
+                let link = OneTimeLink {
+                    member_id: member,
+                    purpose: LinkPurpose::SetPassword,
+                    created_ms: now - 10,
+                    expires_ms: if i < expired { now - 1 } else { now + 60_000 },
+                };
+                roster::store::links::put(txn, &key, &link)?;
+            }
+            Ok(Ok::<(), ()>(()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let swept = roster::workspace::housekeeping::sweep(&s.app).await.unwrap();
+    assert_eq!(swept.links, expired as usize, "{swept:?}");
+    let left = s
+        .app
+        .store
+        .read(move |txn| roster::store::links::count_for_member(txn, member))
+        .await
+        .unwrap();
+    assert_eq!(left, live as usize, "live links and their index rows stay");
+    let rows = s
+        .app
+        .store
+        .read(|txn| {
+            Ok(redb::ReadableTableMetadata::len(
+                &txn.open_table(tables::ONE_TIME_LINKS)?,
+            )?)
+        })
+        .await
+        .unwrap();
+    assert!(
+        rows >= u64::from(live) && rows < u64::from(live) + 10,
+        "{rows} link rows"
+    );
+}
