@@ -53,20 +53,27 @@ fn mentions_members(f: &Filter) -> bool {
     }
 }
 
-/// The member elements of a team: listed (not removed) members only.
+/// A team's listed (not removed) members, as its member list shows them.
+fn team_members(txn: &ReadTransaction, team: Uuid) -> Result<Vec<store::members::Shown>, StoreError> {
+    store::members::shown(txn, &store::teams::member_ids(txn, team)?)
+}
+
+/// One element of a team's `members`.
+fn member_ref<'a>(m: &'a store::members::Shown, public_url: &str) -> Reference<'a> {
+    Reference {
+        reference: super::model::user_location(public_url, &m.id),
+        display: &m.display,
+        kind: "User",
+        value: m.id.to_string(),
+    }
+}
+
+/// The member elements of a team, as `Value`s (to filter and project).
 fn member_elements(txn: &ReadTransaction, team: Uuid, public_url: &str) -> Result<Vec<Value>, StoreError> {
-    let shown = store::members::shown(txn, &store::teams::member_ids(txn, team)?)?;
-    Ok(shown
-        .into_iter()
-        .map(|m| {
-            json!({
-                "value": m.id.to_string(),
-                "display": m.display,
-                "$ref": super::model::user_location(public_url, &m.id),
-                "type": "User",
-            })
-        })
-        .collect())
+    team_members(txn, team)?
+        .iter()
+        .map(|m| serde_json::to_value(member_ref(m, public_url)).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .collect()
 }
 
 /// Whether a request asks for the default attribute set (neither
@@ -99,12 +106,7 @@ struct MembersOut<'a> {
 
 impl Serialize for MembersOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.shown.iter().map(|m| Reference {
-            reference: super::model::user_location(self.public_url, &m.id),
-            display: &m.display,
-            kind: "User",
-            value: m.id.to_string(),
-        }))
+        s.collect_seq(self.shown.iter().map(|m| member_ref(m, self.public_url)))
     }
 }
 
@@ -136,8 +138,7 @@ fn write_group(t: &Team, public_url: &str, members: Option<&[store::members::Sho
 
 /// [`write_group`] of a stored team, with its members.
 fn group_bytes(txn: &ReadTransaction, t: &Team, public_url: &str) -> Result<Vec<u8>, StoreError> {
-    let shown = store::members::shown(txn, &store::teams::member_ids(txn, t.id)?)?;
-    Ok(write_group(t, public_url, Some(&shown)))
+    Ok(write_group(t, public_url, Some(&team_members(txn, t.id)?)))
 }
 
 pub fn render_group(t: &Team, public_url: &str, members: Option<Vec<Value>>) -> Value {
@@ -458,15 +459,25 @@ async fn respond(app: &App, q: &Query, team: Team, status: StatusCode) -> Result
     let t = team.clone();
     let body = app
         .store
-        .read(move |txn| {
-            if default {
-                group_bytes(txn, &t, &public_url).map(Body::Bytes)
-            } else {
-                read_team(txn, &t, &public_url, with_members).map(Body::Value)
-            }
-        })
+        .read(move |txn| read_body(txn, &t, &public_url, default, with_members))
         .await?;
     Ok(rendered(app, q, &team, body, status))
+}
+
+/// A team's body for a response: bytes in the default attribute set, else
+/// the `Value` to project (with members only when they are wanted).
+fn read_body(
+    txn: &ReadTransaction,
+    t: &Team,
+    public_url: &str,
+    default: bool,
+    with_members: bool,
+) -> Result<Body, StoreError> {
+    Ok(if default {
+        Body::Bytes(group_bytes(txn, t, public_url)?)
+    } else {
+        Body::Value(read_team(txn, t, public_url, with_members)?)
+    })
 }
 
 /// A team read for a response: written straight to bytes (default
@@ -537,11 +548,7 @@ pub async fn get(
         let Some(team) = store::teams::get(txn, tid)? else {
             return Ok(None);
         };
-        let body = if default {
-            Body::Bytes(group_bytes(txn, &team, &public_url)?)
-        } else {
-            Body::Value(read_team(txn, &team, &public_url, with_members)?)
-        };
+        let body = read_body(txn, &team, &public_url, default, with_members)?;
         Ok(Some((team, body)))
     };
     let found = if with_members {
@@ -655,11 +662,16 @@ pub async fn list(
     let q2 = q.clone();
     let read = move |txn: &ReadTransaction| -> Result<ListBody, StoreError> {
         if default_set(&q2) {
-            let (total, page) = select(txn, &q2, &public_url, |t| group_bytes(txn, t, &public_url))?;
+            let (total, page) = select(txn, &q2, &public_url, |t, _| group_bytes(txn, t, &public_url))?;
             Ok(ListBody::Bytes(list_bytes(total, q2.offset, &page)))
         } else {
             let with_members = wants_members(&q2);
-            let (total, page) = select(txn, &q2, &public_url, |t| read_team(txn, t, &public_url, with_members))?;
+            // A candidate rendered for the filter is reused unless it lacks
+            // members that are wanted.
+            let (total, page) = select(txn, &q2, &public_url, |t, rendered| match rendered {
+                Some(r) if !with_members || r.get("members").is_some() => Ok(r),
+                _ => read_team(txn, t, &public_url, with_members),
+            })?;
             Ok(ListBody::Values(total, page))
         }
     };
@@ -696,18 +708,19 @@ enum ListBody {
 }
 
 /// The teams a listing returns: (totalResults, the page, each team
-/// rendered by `render`).
+/// rendered by `render`, which gets the team's `Value` when the filter
+/// already rendered it).
 fn select<R>(
     txn: &ReadTransaction,
     q: &Query,
     public_url: &str,
-    render: impl Fn(&Team) -> Result<R, StoreError>,
+    render: impl Fn(&Team, Option<Value>) -> Result<R, StoreError>,
 ) -> Result<(u64, Vec<R>), StoreError> {
     let window = |i: u64| i >= q.offset && i < q.offset + q.count as u64;
     if q.filter.is_none() && q.sort_by.is_none() {
         let total = store::teams::count(txn)?;
         let page = store::teams::page(txn, q.offset, q.count)?;
-        let rendered = page.iter().map(render).collect::<Result<_, _>>()?;
+        let rendered = page.iter().map(|t| render(t, None)).collect::<Result<_, _>>()?;
         return Ok((total, rendered));
     }
     // Members are rendered for every candidate only when the filter needs
@@ -769,10 +782,9 @@ fn select<R>(
             .take(q.count)
             .collect();
     }
-    // The page as asked for (the candidates were rendered for the filter).
     let page = matched
-        .iter()
-        .map(|(t, _)| render(t))
+        .into_iter()
+        .map(|(t, r)| render(&t, Some(r)))
         .collect::<Result<_, StoreError>>()?;
     Ok((total, page))
 }
@@ -811,6 +823,8 @@ mod tests {
     /// projection, serialise.
     fn general(t: &Team, members: Option<&[Shown]>) -> Vec<u8> {
         let url = "https://r.example";
+        // The members as the json! object the Value path built before it
+        // used `member_ref`, so the test pins the wire shape.
         let members = members.map(|m| {
             m.iter()
                 .map(|m| {
