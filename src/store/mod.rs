@@ -59,16 +59,16 @@ pub(crate) fn expired_keys<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
-/// Deletes the rows of `keys` that are still `expired` when read again in
-/// this transaction (a session may have been used since), with their
-/// `(owner, key)` rows in `index`; returns how many.
+/// Deletes the rows of `keys` that are still expired when read again in
+/// this transaction (a session may have been used since): those for which
+/// `expired_owner` gives the owner of their `(owner, key)` row in `index`,
+/// which goes too; returns how many.
 pub(crate) fn remove_expired<T: serde::de::DeserializeOwned>(
     txn: &WriteTransaction,
     table: redb::TableDefinition<&[u8; 32], &[u8]>,
     index: Option<redb::TableDefinition<(u128, &[u8; 32]), ()>>,
     keys: &[[u8; 32]],
-    expired: impl Fn(&T) -> bool,
-    owner: impl Fn(&T) -> u128,
+    expired_owner: impl Fn(&T) -> Option<u128>,
 ) -> Result<usize, StoreError> {
     let mut gone: Vec<(u128, [u8; 32])> = Vec::new();
     {
@@ -77,11 +77,9 @@ pub(crate) fn remove_expired<T: serde::de::DeserializeOwned>(
             let row: Option<T> = redb::ReadableTable::get(&t, k)?
                 .map(|v| codec::decode(v.value()))
                 .transpose()?;
-            if let Some(row) = row
-                && expired(&row)
-            {
+            if let Some(owner) = row.as_ref().and_then(&expired_owner) {
                 t.remove(k)?;
-                gone.push((owner(&row), *k));
+                gone.push((owner, *k));
             }
         }
     }

@@ -48,7 +48,7 @@ pub async fn sweep(app: &App) -> Result<Swept, StoreError> {
     let idle = app.config.session_idle_ms;
     Ok(Swept {
         sessions: sweep_table(app, SESSIONS, Some(MEMBER_SESSIONS), move |s: &Session| {
-            (s.expires_ms <= now || s.last_seen_ms + idle <= now).then_some(s.member_id.as_u128())
+            s.expired(now, idle).then_some(s.member_id.as_u128())
         })
         .await?,
         links: sweep_table(app, ONE_TIME_LINKS, Some(MEMBER_LINKS), move |l: &OneTimeLink| {
@@ -94,14 +94,7 @@ async fn sweep_table<T: DeserializeOwned + 'static>(
         let removed = app
             .store
             .write(move |txn| {
-                let n = store::remove_expired(
-                    txn,
-                    table,
-                    index,
-                    &keys,
-                    |row: &T| expired(row).is_some(),
-                    |row: &T| expired(row).unwrap_or_default(),
-                )?;
+                let n = store::remove_expired(txn, table, index, &keys, expired)?;
                 Ok(Ok::<usize, ()>(n))
             })
             .await?

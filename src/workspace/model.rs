@@ -259,6 +259,13 @@ pub struct Session {
     pub csrf: String,
 }
 
+impl Session {
+    /// Past its absolute end, or unused for `idle_ms`.
+    pub fn expired(&self, now_ms: i64, idle_ms: i64) -> bool {
+        self.expires_ms <= now_ms || self.last_seen_ms + idle_ms <= now_ms
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditEntry {
     pub at_ms: i64,

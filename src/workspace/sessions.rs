@@ -86,7 +86,7 @@ pub async fn resolve(app: &App, cookie: &str) -> Result<Option<Live>, StoreError
             let Some(s) = store::sessions::get(txn, &hash)? else {
                 return Ok(None);
             };
-            if s.expires_ms <= now || s.last_seen_ms + idle <= now {
+            if s.expired(now, idle) {
                 return Ok(None);
             }
             let Some(m) = store::members::get(txn, s.member_id)? else {
