@@ -279,13 +279,36 @@ enum DomainAction {
     List,
 }
 
+/// What an admin command prints may hold what an IdP or a person typed (a
+/// name, a mail body): control characters other than newline and tab, and
+/// the bidirectional overrides, are shown as `\u{1b}` escapes instead of
+/// reaching the operator's terminal, where an ESC sequence could rewrite
+/// the screen or the title (issue 17).
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(msg) => {
-            eprintln!("roster: error: {msg}");
+            eprintln!("roster: error: {}", terminal_safe(&msg));
             ExitCode::FAILURE
         }
     }
@@ -567,7 +590,7 @@ fn admin(cfg: &ConfigArgs, req: AdminRequest) -> Result<ExitCode, String> {
                 r?
             }
         };
-        print!("{output}");
+        print!("{}", terminal_safe(&output));
         Ok(ExitCode::SUCCESS)
     })
 }

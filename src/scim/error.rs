@@ -91,6 +91,7 @@ impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> ScimError {
         match e {
             StoreError::Closed => ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "server is shutting down"),
+            StoreError::TimedOut => ScimError::new(StatusCode::REQUEST_TIMEOUT, None, e.to_string()),
             // The store logged the cause once; one line per request would
             // bury it.
             StoreError::Storage(e) => {

@@ -1,7 +1,8 @@
 //! Strict JSON for request bodies: like `serde_json::from_slice` into a
 //! `Value` (same recursion limit), but a key given twice in one object is an
 //! error instead of "last one wins" — two `userName`s must not silently pick
-//! one.
+//! one. SCIM attribute names are case-insensitive (RFC 7643 §2.1), so
+//! `userName` and `USERNAME` in one object are the same key given twice.
 
 use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -57,9 +58,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
+        // Lower-cased keys seen so far: one hash look-up per key, so an
+        // object with many keys stays linear.
+        let mut seen = std::collections::HashSet::new();
         while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
-                return Err(A::Error::custom(format!("the key {k:?} appears twice in one object")));
+            if !seen.insert(k.to_lowercase()) {
+                return Err(A::Error::custom(format!(
+                    "the key {k:?} appears twice in one object (attribute names are case-insensitive)"
+                )));
             }
             let Strict(v) = map.next_value()?;
             out.insert(k, v);
@@ -85,6 +91,12 @@ mod tests {
         assert!(from_slice(br#"{"a":1,"a":2}"#).is_err());
         assert!(from_slice(br#"{"x":{"a":1,"a":1}}"#).is_err());
         assert!(from_slice(br#"[{"a":1},{"a":2}]"#).is_ok());
+        assert!(from_slice(br#"{"userName":"a@x","USERNAME":"b@x"}"#).is_err());
+        assert!(from_slice(br#"{"roles":["admin"],"Roles":["member"]}"#).is_err());
+        assert!(
+            from_slice(br#"{"a":{"b":1},"c":{"B":1}}"#).is_ok(),
+            "keys of different objects"
+        );
         let v = from_slice(br#"{"a":[1,-2,3.5,"s",true,null,{}]}"#).unwrap();
         assert_eq!(v, serde_json::json!({"a":[1,-2,3.5,"s",true,null,{}]}));
         assert!(from_slice(b"{} x").is_err());

@@ -168,6 +168,9 @@ pub fn ingest_body(body: &Value, own_id: Option<&str>) -> Result<Ingested, ScimE
             "the request body must be a JSON object",
         ));
     };
+    // Before the PATCH engine de-duplicates multi-valued attributes, so a
+    // crafted body costs no more than its size.
+    check_values(body, "")?;
     let (mut known, unknown) = split_unknown(obj);
     let id_key = schema::key_ci(&known, "id");
     if let Some(k) = id_key {
@@ -208,23 +211,90 @@ pub fn ingest_body(body: &Value, own_id: Option<&str>) -> Result<Ingested, ScimE
 /// Longest string value accepted anywhere in a resource.
 pub const MAX_VALUE_CHARS: usize = 4096;
 
-/// The path of the first string longer than [`MAX_VALUE_CHARS`], if any.
-fn overlong(v: &Value, path: &str, depth: usize) -> Option<String> {
+/// Most values one multi-valued attribute of a User may hold (`emails`,
+/// `phoneNumbers`, `addresses`, ...). IdPs send a handful; the cap keeps a
+/// crafted body from making de-duplication and every later write of that
+/// member expensive (issue 17).
+pub const MAX_MULTI_VALUES: usize = 100;
+
+/// Strings that may span lines: RFC 7643 §4.1.2 says `addresses.formatted`
+/// "MAY contain newlines". Every other string of a User is one line.
+fn multi_line(path: &str) -> bool {
+    path.eq_ignore_ascii_case("addresses.formatted")
+}
+
+/// Checks every value of a User body, resource or PATCH value: strings at
+/// most [`MAX_VALUE_CHARS`] and free of control characters (names and
+/// addresses go into mails and onto terminals: a CR/LF or an ESC sequence
+/// there is an injection; tab, CR and LF only where a value may span
+/// lines), arrays at most [`MAX_MULTI_VALUES`] long. `path` names the
+/// attribute for the error (`name.givenName`).
+pub fn check_values(v: &Value, path: &str) -> Result<(), ScimError> {
+    check_at(v, path, 0)
+}
+
+/// The attribute a PATCH operation's value lands in, for [`check_values`]:
+/// `addresses[type eq "work"].formatted` → `addresses.formatted`; the
+/// schema URN prefix dropped. Empty for a path-less operation (the value
+/// names its attributes itself).
+pub fn value_path(path: Option<&super::path::PatchPath>) -> String {
+    let Some(p) = path else { return String::new() };
+    let mut out = p.attr.name.clone();
+    for sub in [&p.attr.sub, &p.sub_after_filter].into_iter().flatten() {
+        out.push('.');
+        out.push_str(sub);
+    }
+    out
+}
+
+fn check_at(v: &Value, path: &str, depth: usize) -> Result<(), ScimError> {
     if depth > 64 {
-        return Some(path.to_owned());
+        return Err(ScimError::bad("invalidValue", format!("{path}: nested too deeply")));
     }
     match v {
-        Value::String(s) if s.chars().count() > MAX_VALUE_CHARS => Some(path.to_owned()),
-        Value::Array(a) => a.iter().find_map(|x| overlong(x, path, depth + 1)),
-        Value::Object(o) => o.iter().find_map(|(k, x)| {
+        Value::String(s) => {
+            if s.chars().count() > MAX_VALUE_CHARS {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!("{path}: values are limited to {MAX_VALUE_CHARS} characters"),
+                ));
+            }
+            let lines = multi_line(path);
+            if let Some(c) = s
+                .chars()
+                .find(|c| c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t')))
+            {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!(
+                        "{path}: control characters are not allowed (found U+{:04X})",
+                        u32::from(c)
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Value::Array(a) => {
+            if a.len() > MAX_MULTI_VALUES {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!(
+                        "{path}: at most {MAX_MULTI_VALUES} values are accepted (got {})",
+                        a.len()
+                    ),
+                ));
+            }
+            a.iter().try_for_each(|x| check_at(x, path, depth + 1))
+        }
+        Value::Object(o) => o.iter().try_for_each(|(k, x)| {
             let p = if path.is_empty() {
                 k.clone()
             } else {
                 format!("{path}.{k}")
             };
-            overlong(x, &p, depth + 1)
+            check_at(x, &p, depth + 1)
         }),
-        _ => None,
+        _ => Ok(()),
     }
 }
 
@@ -233,12 +303,7 @@ pub fn from_resource(resource: &Value) -> Result<Ingested, ScimError> {
     let Some(obj) = resource.as_object() else {
         return Err(ScimError::bad("invalidSyntax", "the resource must be a JSON object"));
     };
-    if let Some(p) = overlong(resource, "", 0) {
-        return Err(ScimError::bad(
-            "invalidValue",
-            format!("{p}: values are limited to {MAX_VALUE_CHARS} characters"),
-        ));
-    }
+    check_values(resource, "")?;
     let mut attributes = obj.clone();
     let text = |key: &str| -> Result<Option<String>, ScimError> {
         match obj.get(key) {

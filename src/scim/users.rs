@@ -340,6 +340,13 @@ pub async fn modify(
     let uid = parse_id(&id)?;
     let body = json_body(&headers, &body)?;
     let ops = patch::parse_patch(&body)?;
+    // Sizes and characters are checked here, before the writer: the batch
+    // only applies and stores (issue 17).
+    for op in &ops {
+        if let Some(v) = &op.value {
+            model::check_values(v, &model::value_path(op.path.as_ref()))?;
+        }
+    }
     let password_hash = maybe_hash(&app, model::patch_password(&ops)).await?;
     let fresh = Fresh::new(&app);
     let expected = if_match(&headers);

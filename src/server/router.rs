@@ -13,7 +13,6 @@ use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -101,13 +100,36 @@ pub fn build(app: App) -> Router {
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(middleware::from_fn(crate::scim::router::scim_error_bodies))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    limits.request_timeout,
-                ))
+                .layer(middleware::from_fn_with_state(limits.request_timeout, request_deadline))
                 .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
                 .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes)),
         )
+}
+
+/// The request timeout (`limits.request_timeout_secs`): past it the client
+/// gets 408, unless one of the request's writes has already started in the
+/// writer; then it gets that write's real outcome, however long the commit
+/// takes, because a 408 would make an IdP retry a write that happened
+/// (issue 17). A write still queued at the deadline never runs.
+async fn request_deadline(
+    State(limit): State<Duration>,
+    req: axum::http::Request<axum::body::Body>,
+    next: middleware::Next,
+) -> Response {
+    let gate = std::sync::Arc::new(crate::store::WriteGate::default());
+    let run = crate::store::gated(gate.clone(), next.run(req));
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => r,
+        () = tokio::time::sleep(limit) => {
+            if gate.close() {
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            } else {
+                tracing::info!(limit_secs = limit.as_secs(), "request past its timeout while its write commits; waiting for the outcome");
+                run.await
+            }
+        }
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

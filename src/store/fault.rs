@@ -2,30 +2,41 @@
 //! switch in front of its write paths, so tests can make the disk "fill up"
 //! or turn read-only under a running server and watch redb's real reaction
 //! to the I/O error (it latches the failure; see `Store::storage_failure`).
-//! The switch is off unless a caller holding the `Store` turns it on through
+//! A second switch makes every sync slow, so tests can hold a commit open
+//! (a request timing out while its write commits).
+//! The switches are off unless a caller holding the `Store` turns it on through
 //! [`crate::store::Store::inject_write_errors`]; no request, config value or
 //! environment variable reaches it.
 
 use std::io;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
-/// 0: writes go through; otherwise the OS error number every write, resize
-/// and sync of the file fails with.
+/// `errno`: 0, writes go through; otherwise the OS error number every
+/// write, resize and sync of the file fails with. `sync_delay_ms`: how long
+/// every sync of the file waits first (a slow disk), 0 for none.
 #[derive(Debug, Default)]
-pub(crate) struct Fault(AtomicI32);
+pub(crate) struct Fault {
+    errno: AtomicI32,
+    sync_delay_ms: AtomicU64,
+}
 
 impl Fault {
     pub(crate) fn set(&self, errno: Option<i32>) {
-        self.0.store(errno.unwrap_or(0), Ordering::SeqCst);
+        self.errno.store(errno.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_sync_delay(&self, delay: Option<std::time::Duration>) {
+        let ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.sync_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     fn check(&self) -> io::Result<()> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.errno.load(Ordering::Relaxed) {
             0 => Ok(()),
             errno => Err(io::Error::from_raw_os_error(errno)),
         }
@@ -59,6 +70,10 @@ impl StorageBackend for Backend {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let delay = self.fault.sync_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         self.fault.check()?;
         self.file.sync_data()
     }

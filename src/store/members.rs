@@ -29,11 +29,14 @@ pub fn email_key(email: &str) -> String {
 fn other_emails(m: &Member) -> Vec<String> {
     let user_name = email_key(&m.email);
     let mut out: Vec<String> = Vec::new();
+    // A set beside the list: linear in the number of emails, also for a
+    // member stored before SCIM capped multi-valued attributes.
+    let mut seen = std::collections::HashSet::new();
     if let Some(serde_json::Value::Array(emails)) = m.attributes.get("emails") {
         for e in emails {
             if let Some(v) = e.get("value").and_then(|v| v.as_str()) {
                 let k = email_key(v);
-                if k != user_name && !out.contains(&k) {
+                if k != user_name && seen.insert(k.clone()) {
                     out.push(k);
                 }
             }
@@ -88,8 +91,14 @@ pub fn put(txn: &WriteTransaction, m: &Member) -> Result<(), StoreError> {
             .as_ref()
             .map(|o| email_key(&o.email))
             .filter(|k| *k != email_key(&m.email));
-        let gone: Vec<&String> = had.iter().chain(stale.as_ref()).filter(|k| !new.contains(k)).collect();
-        let added: Vec<&String> = new.iter().filter(|k| !had.contains(k)).collect();
+        let (new_set, had_set): (std::collections::HashSet<&String>, std::collections::HashSet<&String>) =
+            (new.iter().collect(), had.iter().collect());
+        let gone: Vec<&String> = had
+            .iter()
+            .chain(stale.as_ref())
+            .filter(|k| !new_set.contains(k))
+            .collect();
+        let added: Vec<&String> = new.iter().filter(|k| !had_set.contains(k)).collect();
         if !gone.is_empty() || !added.is_empty() {
             let mut any = txn.open_table(MEMBER_BY_ANY_EMAIL)?;
             for k in gone {

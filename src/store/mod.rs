@@ -147,6 +147,10 @@ pub enum StoreError {
     Open { path: PathBuf, message: String },
     #[error("the database is closed")]
     Closed,
+    /// The request's deadline passed before its write started; nothing was
+    /// written (the request was answered 408).
+    #[error("the request timed out before its write started; nothing was written")]
+    TimedOut,
 }
 
 impl From<redb::Error> for StoreError {
@@ -189,8 +193,62 @@ enum Step {
 }
 
 trait Job: Send {
+    /// Whether the request this write belongs to still wants it (see
+    /// [`WriteGate`]); asked once, before the job first runs.
+    fn may_start(&self) -> bool;
     fn run(&mut self, txn: &WriteTransaction) -> Step;
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+/// Ties a request's deadline to its writes, so a client is never told "timed
+/// out" about a write that then commits (issue 17: an IdP retries a 408, and
+/// the write had happened). The request-timeout middleware gives every
+/// request a gate and, when the deadline passes, tries to close it: that
+/// succeeds while none of the request's writes has started, and then none
+/// ever will (the writer skips them) and the answer is 408; once the writer
+/// has started one, closing fails and the request waits for the real
+/// outcome of its write.
+#[derive(Debug, Default)]
+pub struct WriteGate(std::sync::atomic::AtomicU8);
+
+const GATE_OPEN: u8 = 0;
+const GATE_STARTED: u8 = 1;
+const GATE_CLOSED: u8 = 2;
+
+impl WriteGate {
+    /// The writer's side: true when the write may run (and from then on the
+    /// gate can no longer be closed).
+    fn start(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(GATE_OPEN, GATE_STARTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(now) => now == GATE_STARTED,
+        }
+    }
+
+    /// The deadline's side: true when no write of the request started and
+    /// none will; false when one started, so its outcome is the answer.
+    pub fn close(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(GATE_OPEN, GATE_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(now) => now == GATE_CLOSED,
+        }
+    }
+}
+
+tokio::task_local! {
+    static GATE: Arc<WriteGate>;
+}
+
+/// Runs `f` (a request) with `gate` governing every [`Store::write`] it
+/// makes. Writes outside such a scope (CLI, background tasks) always run.
+pub async fn gated<F: std::future::Future>(gate: Arc<WriteGate>, f: F) -> F::Output {
+    GATE.scope(gate, f).await
 }
 
 type JobResult<R, E> = Result<Result<R, E>, StoreError>;
@@ -200,6 +258,7 @@ struct TypedJob<F, R, E> {
     out: Option<Result<R, E>>,
     reply: oneshot::Sender<JobResult<R, E>>,
     generation: Arc<AtomicU64>,
+    gate: Option<Arc<WriteGate>>,
 }
 
 impl<F, R, E> Job for TypedJob<F, R, E>
@@ -208,6 +267,10 @@ where
     R: Send,
     E: Send,
 {
+    fn may_start(&self) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.start())
+    }
+
     fn run(&mut self, txn: &WriteTransaction) -> Step {
         match (self.f)(txn) {
             Ok(Ok(r)) => {
@@ -429,6 +492,13 @@ impl Store {
         self.inner.fault.set(errno);
     }
 
+    /// Test hook: from now on every sync of the database file first waits
+    /// `delay` (a slow disk); `None` ends that. Same reach as
+    /// [`Store::inject_write_errors`].
+    pub fn inject_sync_delay(&self, delay: Option<std::time::Duration>) {
+        self.inner.fault.set_sync_delay(delay);
+    }
+
     /// Runs `f` in a read transaction on the blocking pool.
     pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
@@ -488,6 +558,7 @@ impl Store {
             out: None,
             reply,
             generation: self.inner.generation.clone(),
+            gate: GATE.try_with(Arc::clone).ok(),
         });
         {
             let queue = self.inner.queue.lock().map_err(|_| StoreError::Closed)?;
@@ -551,6 +622,12 @@ fn writer_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Box<dyn Job>>, fa
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        // Writes whose request already answered "timed out" never run.
+        let (batch, late): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.may_start());
+        fail_all(late, &StoreError::TimedOut);
+        if batch.is_empty() {
+            continue;
         }
         if let Some(why) = failed.get() {
             // redb would refuse the write transaction (`PreviousIo`); answer

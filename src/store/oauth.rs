@@ -65,6 +65,20 @@ pub fn grant_w(txn: &WriteTransaction, id: Uuid) -> Result<Option<Grant>, StoreE
     t.get(id.as_u128())?.map(|v| decode(v.value())).transpose()
 }
 
+/// Live grants that `member` authorised (a scan: an installation has a
+/// handful of grants).
+pub fn live_grants_authorized_by(txn: &WriteTransaction, member: Uuid) -> Result<Vec<Grant>, StoreError> {
+    let t = txn.open_table(OAUTH_GRANTS)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let g: Grant = decode(row?.1.value())?;
+        if g.authorized_by == Some(member) && g.revoked_ms.is_none() {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
 pub fn grants(txn: &ReadTransaction) -> Result<Vec<Grant>, StoreError> {
     let t = txn.open_table(OAUTH_GRANTS)?;
     let mut out = Vec::new();

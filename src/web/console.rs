@@ -824,6 +824,8 @@ pub struct GrantLine {
     pub created: String,
     pub last_used: String,
     pub revoked: Option<String>,
+    /// Set when roster revoked it by itself (its grantor lost admin rights).
+    pub revoked_reason: Option<String>,
 }
 
 #[derive(Template)]
@@ -834,6 +836,9 @@ struct ConnectionsPage {
     name: String,
     tokens: Vec<ConnectionLine>,
     grants: Vec<GrantLine>,
+    /// Clients whose newest grant roster revoked by itself, with why: the
+    /// IdP must be authenticated again.
+    reauthenticate: Vec<(String, String)>,
     scim_url: String,
 }
 
@@ -872,15 +877,24 @@ async fn connections_page(
             created: when(g.grant.created_ms),
             last_used: when_opt(g.grant.last_used_ms),
             revoked: g.grant.revoked_ms.map(when),
+            revoked_reason: g.grant.revoked_reason.clone(),
         })
         .collect();
     grants.reverse();
+    // Newest first: a client's first line is its newest grant.
+    let mut seen = std::collections::HashSet::new();
+    let reauthenticate = grants
+        .iter()
+        .filter(|g| seen.insert(g.client.clone()))
+        .filter_map(|g| g.revoked_reason.as_ref().map(|r| (g.client.clone(), r.clone())))
+        .collect();
     let page = ConnectionsPage {
         c: a.chrome("connections", notice),
         issued,
         name: name.to_owned(),
         tokens,
         grants,
+        reauthenticate,
         scim_url: format!("{}{}", app.config.public_url, paths::SCIM),
     };
     let mut resp = render(status, &page);

@@ -89,7 +89,7 @@ fn clean_name(name: Option<&str>) -> Result<Option<String>, RuleError> {
 pub async fn invite(app: &App, ctx: &AdminCtx, inv: Invitation) -> Rule<Invited> {
     let email = inv.email.trim().to_owned();
     if !plausible_email(&email) {
-        return Ok(Err(RuleError::Invalid(format!("{email:?} is not an email address"))));
+        return Ok(Err(RuleError::Invalid(super::email_refusal(&email))));
     }
     let display_name = match clean_name(inv.display_name.as_deref()) {
         Ok(n) => n,
@@ -227,6 +227,7 @@ pub async fn change(
             if losing_access {
                 revoke_access(txn, id)?;
             }
+            super::oauth::revoke_grants_of_former_admin(txn, &current, &next, now, &actor)?;
             store::members::put(txn, &next)?;
             let detail = match what {
                 MemberChange::Role(r) => json!({"email": next.email, "from": current.role, "to": r}),

@@ -5,9 +5,16 @@ use super::model::{Mail, MailKind, MailStatus, Member, Workspace};
 
 fn greeting(m: &Member) -> String {
     match m.given_name.as_deref().or(m.display_name.as_deref()) {
-        Some(n) if !n.trim().is_empty() => format!("Hello {},", n.trim()),
+        Some(n) if !n.trim().is_empty() => format!("Hello {},", one_line(n.trim())),
         _ => "Hello,".to_owned(),
     }
+}
+
+/// A name as one line without control characters. SCIM and the console
+/// refuse them now; a member stored by an older roster may still carry a
+/// CR/LF or an ESC, which must not shape the mail (issue 17).
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn mail(to: &Member, kind: MailKind, subject: String, body: String, now_ms: i64) -> Mail {
@@ -94,3 +101,17 @@ pub fn set_password(ws: &Workspace, m: &Member, set_password_url: &str, now_ms: 
 pub const BY_IDP: &str = "your organisation's identity provider";
 /// The console wording of [`added`].
 pub const BY_ADMIN: &str = "an admin";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greeting_is_one_line_whatever_the_stored_name() {
+        let mut m = Member::sample(1, "eve@example.com");
+        m.given_name = Some("Eve\r\nBcc: victim@example.com\u{1b}[2J".into());
+        let g = greeting(&m);
+        assert_eq!(g, "Hello Eve  Bcc: victim@example.com [2J,");
+        assert!(!g.chars().any(char::is_control));
+    }
+}

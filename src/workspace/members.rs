@@ -120,8 +120,8 @@ pub(super) fn audit(
 fn validate(input: &MemberInput) -> Result<(), RuleError> {
     if !super::plausible_email(&input.user_name) {
         return Err(RuleError::Invalid(format!(
-            "userName {:?} is not an email address; roster identifies members by email",
-            input.user_name
+            "userName: {}; roster identifies members by email",
+            super::email_refusal(&input.user_name)
         )));
     }
     Ok(())
@@ -419,6 +419,7 @@ fn apply(
     if next.status == Status::Suspended && current.status != Status::Suspended {
         revoke_access(txn, next.id)?;
     }
+    super::oauth::revoke_grants_of_former_admin(txn, &current, &next, fresh.now_ms, &actor)?;
     store::members::put(txn, &next)?;
     if !was_managed {
         audit(
@@ -529,6 +530,7 @@ pub fn remove(txn: &WriteTransaction, ctx: &ScimCtx, id: Uuid, if_match: Option<
     next.version = current.version + 1;
     next.updated_ms = now_ms;
     revoke_access(txn, id)?;
+    super::oauth::revoke_grants_of_former_admin(txn, &current, &next, now_ms, &ctx.actor())?;
     store::members::put(txn, &next)?;
     audit(
         txn,

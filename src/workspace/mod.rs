@@ -46,10 +46,27 @@ impl ScimCtx {
 /// How long the one-time login link printed at first start stays valid.
 pub const LOGIN_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// Why `s` is refused as an address, for an error message.
+pub fn email_refusal(s: &str) -> String {
+    if s.is_ascii() {
+        format!("{s:?} is not an email address")
+    } else {
+        format!(
+            "{s:?} is not accepted: roster takes ASCII email addresses only (an internationalised domain in its xn-- form), so that a look-alike character cannot make a second member who reads like another"
+        )
+    }
+}
+
 /// A shape check of an address: one `@`; a local part of RFC 5322 "atext"
-/// characters and dots; a domain of letters (any script, for IDNs), digits,
-/// hyphens and dots. No spaces, quotes, angle brackets or other markup.
-/// Deliverability is the mail system's job.
+/// characters and dots; a domain of ASCII letters, digits, hyphens and dots
+/// (an internationalised domain in its `xn--` form). No spaces, quotes,
+/// angle brackets or other markup. Deliverability is the mail system's job.
+///
+/// ASCII only (issue 17): uniqueness compares addresses case-insensitively,
+/// and with Unicode allowed `ａdmin@…` (fullwidth), `admın@…` (dotless i)
+/// or a KELVIN SIGN would each be a second member who reads like the first
+/// in the console and in mails. IdPs send IDN domains as `xn--` labels;
+/// non-ASCII local parts (RFC 6531) are refused.
 pub fn plausible_email(s: &str) -> bool {
     if s.len() > 254 {
         return false;
@@ -61,16 +78,16 @@ pub fn plausible_email(s: &str) -> bool {
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
-        && local.chars().all(|c| {
-            c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || (!c.is_ascii() && c.is_alphanumeric())
-        });
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
     let domain_ok = !domain.is_empty()
         && domain.split('.').all(|label| {
             !label.is_empty()
-                && label.chars().count() <= 63
+                && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     local_ok && domain_ok
 }
@@ -223,7 +240,14 @@ mod tests {
         assert!(!plausible_email("a@"));
         assert!(!plausible_email("a b@example.com"));
         assert!(!plausible_email("a@b@c"));
-        assert!(plausible_email("jürgen@bücher.example"));
+        // Look-alikes of admin@localhost are not addresses (issue 17).
+        assert!(!plausible_email("jürgen@bücher.example"));
+        assert!(plausible_email("juergen@xn--bcher-kva.example"));
+        assert!(!plausible_email("\u{ff41}dmin@localhost"), "fullwidth a");
+        assert!(!plausible_email("adm\u{131}n@localhost"), "dotless i");
+        assert!(!plausible_email("ADM\u{130}N@localhost"), "dotted capital I");
+        assert!(!plausible_email("\u{212a}im@localhost"), "KELVIN SIGN");
+        assert!(!plausible_email("admin@l\u{043e}calhost"), "Cyrillic o in the domain");
         assert!(!plausible_email("<script>alert(1)</script>@example.com"));
         assert!(!plausible_email("a@example.com\"><"));
         assert!(!plausible_email("a..@example.com."));

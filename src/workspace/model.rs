@@ -369,6 +369,11 @@ pub struct Grant {
     pub last_used_ms: Option<i64>,
     #[serde(default)]
     pub revoked_ms: Option<i64>,
+    /// Why it was revoked when roster did it by itself (the admin who
+    /// authorised it lost admin rights): shown to admins, who must then
+    /// re-authenticate the IdP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -308,6 +308,51 @@ pub async fn revoke_grant(app: &App, grant_id: &str, actor: Actor) -> Result<Gra
         .await?
 }
 
+/// A grant is only as good as its grantor (issue 17): when `before` was an
+/// active admin and `after` is not (suspended, removed or made a member,
+/// by SCIM, the console or the CLI), every grant they authorised is
+/// revoked in the same transaction, its access and refresh tokens stop
+/// working at once, and an audit row says why. Their unused authorization
+/// codes are refused at the token endpoint, which checks the consenting
+/// admin again. Restoring the admin later brings no grant back: an admin
+/// authenticates the IdP again. Returns how many grants were revoked.
+pub(crate) fn revoke_grants_of_former_admin(
+    txn: &redb::WriteTransaction,
+    before: &Member,
+    after: &Member,
+    now: i64,
+    actor: &Actor,
+) -> Result<usize, StoreError> {
+    if !before.is_active_admin() || after.is_active_admin() {
+        return Ok(0);
+    }
+    let grants = store::oauth::live_grants_authorized_by(txn, after.id)?;
+    let why = format!(
+        "{} who authorised it is no longer an active admin ({})",
+        after.email,
+        if after.role != Role::Admin {
+            "made a member"
+        } else if after.status == Status::Removed {
+            "removed"
+        } else {
+            "suspended"
+        }
+    );
+    for mut g in grants.iter().cloned() {
+        g.revoked_reason = Some(why.clone());
+        let n = revoke_grant_in(txn, &mut g, now)?;
+        audit(
+            txn,
+            now,
+            actor,
+            format!("grant:{}", g.id),
+            "oauth.grant_revoked",
+            json!({"reason": why, "tokens_revoked": n, "client_id": g.client_id}),
+        )?;
+    }
+    Ok(grants.len())
+}
+
 /// Revocation inside another operation's transaction (token endpoint:
 /// code replay, refresh-token reuse).
 pub fn revoke_grant_txn(txn: &redb::WriteTransaction, grant: Uuid, now: i64, why: &str) -> Result<(), StoreError> {

@@ -63,12 +63,16 @@ fn new_session(app: &App, member_id: Uuid) -> (NewSession, TokenHash, Session) {
 }
 
 fn audit(member: Uuid, now: i64, actor: Actor, action: &str) -> AuditEntry {
+    audit_with(member, now, actor, action, json!({}))
+}
+
+fn audit_with(member: Uuid, now: i64, actor: Actor, action: &str, detail: serde_json::Value) -> AuditEntry {
     AuditEntry {
         at_ms: now,
         actor,
         target: format!("member:{member}"),
         action: action.to_owned(),
-        detail: json!({}),
+        detail,
     }
 }
 
@@ -238,7 +242,20 @@ pub async fn use_link(
             }
             if let Some(h) = &password_hash {
                 m.password_hash = Some(h.clone());
-                store::audit::append(txn, &audit(m.id, now, actor.clone(), "member.password_set"))?;
+                // A new password ends every other session of the member
+                // (ASVS V3.3.3): whoever signed in with the old one is out.
+                // The session started below is the only one left.
+                let ended = store::sessions::revoke_for_member(txn, m.id)?;
+                store::audit::append(
+                    txn,
+                    &audit_with(
+                        m.id,
+                        now,
+                        actor.clone(),
+                        "member.password_set",
+                        json!({"other_sessions_ended": ended}),
+                    ),
+                )?;
             }
             m.version += 1;
             m.updated_ms = now;

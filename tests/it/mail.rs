@@ -546,3 +546,48 @@ async fn console_outbox_lists_shows_and_retries() {
     assert_eq!(web.get("/admin/mail/999999").await.status, 404);
     s.stop().await;
 }
+
+/// Issue 17 (finding 5): what `roster mail show` prints comes from IdPs and
+/// people; a terminal escape sequence in it (stored by a roster from before
+/// SCIM refused control characters) is printed as a visible escape, never
+/// sent raw to the operator's terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r17_cli_output_escapes_control_characters() {
+    let s = TestServer::start().await;
+    let now = roster::clock::Clock::now_ms(s.app.clock.as_ref());
+    let mail = Mail {
+        to: "eve@example.com".into(),
+        kind: MailKind::Invite,
+        subject: "Hi \u{1b}]0;owned\u{7}".into(),
+        body: "Hello Eve\r\nBcc: x@example.com\n\u{1b}[2JLine two\n\u{202e}gnp.exe\n".into(),
+        created_ms: now,
+        status: MailStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        next_attempt_ms: now + 3_600_000,
+        sent_ms: None,
+    };
+    let seq = s
+        .app
+        .store
+        .write(move |txn| Ok(Ok::<u64, ()>(roster::store::outbox::push(txn, &mail)?)))
+        .await
+        .unwrap()
+        .unwrap();
+    let (code, out, err) = cli(vec![
+        "mail".into(),
+        "show".into(),
+        seq.to_string(),
+        "--data-dir".into(),
+        data_dir(&s),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+        assert!(!out.contains(raw), "raw {raw:?} printed:\n{out:?}");
+    }
+    assert!(out.contains("\\u{1b}[2JLine two"), "{out}");
+    assert!(out.contains("Hello Eve\\u{d}\n"), "{out}");
+    assert!(out.contains("Line two\n"), "newlines stay:\n{out}");
+    s.stop().await;
+}

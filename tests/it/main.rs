@@ -19,6 +19,8 @@ mod hostile;
 mod mail;
 mod metrics;
 mod oauth;
+mod r17_scim_input;
+mod r17_write_deadline;
 mod scim_groups;
 mod scim_users;
 mod serve;

@@ -11,7 +11,7 @@ use roster::workspace::model::{Actor, ClientKind};
 use roster::workspace::oauth::{Registered, register};
 use serde_json::{Value, json};
 
-use crate::scim_support::{ROSTER_URN, USER_URN, connection, domain, scim};
+use crate::scim_support::{PATCH_URN, ROSTER_URN, USER_URN, connection, domain, scim};
 use crate::support::{Page, TestServer, Web, fake_clock_now};
 
 pub const OKTA_CB: &str = "https://system-admin.okta.com/admin/app/cpc/roster_1/oauth/callback";
@@ -1233,4 +1233,90 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
         "another client behind the proxy has its own budget"
     );
     s.stop().await;
+}
+
+/// How an admin stops being one in the issue-17 grant tests.
+#[derive(Debug, Clone, Copy)]
+enum Demotion {
+    /// Another admin makes them a member in the console.
+    ConsoleRole,
+    /// Another admin removes them in the console.
+    ConsoleRemove,
+    /// The IdP suspends them (`active=false`; the first PATCH links them).
+    ScimSuspend,
+}
+
+/// Issue 17 (finding 3): a grant is only as good as its grantor. When the
+/// admin who confirmed an OAuth connection is made a member, removed or
+/// suspended — in the console or by SCIM — the grants they authorised are
+/// revoked in the same transaction: the access token gets 401, the refresh
+/// token `invalid_grant`, an unused code `invalid_grant`; an audit row says
+/// why and the console asks for the IdP to be authenticated again.
+#[tokio::test]
+async fn r17_grants_die_with_their_grantors_admin_rights() {
+    for how in [Demotion::ConsoleRole, Demotion::ConsoleRemove, Demotion::ScimSuspend] {
+        let s = TestServer::start().await;
+        // A second admin, so the first is not the last one.
+        domain(&s, "example.com", true).await;
+        let (static_tok, _) = connection(&s, "Okta static").await;
+        let body = json!({"schemas": [USER_URN], "userName": "boss@example.com", "roles": ["admin"]});
+        let r = scim(&s, "POST", "/Users", Some(&static_tok), Some(body)).await;
+        assert_eq!(r.status, 201, "{r}");
+        set_password(&s, "boss@example.com", PASSWORD).await;
+
+        // The first admin connects Okta and confirms a second time (a code
+        // not yet exchanged).
+        let mut web = admin_web(&s).await;
+        let (id, secret, t) = okta_tokens(&s, &mut web).await;
+        let unused = code_via(&mut web, &authz(&id, OKTA_CB, "again")).await;
+        let (at, rt) = (t.s("access_token"), t.s("refresh_token"));
+        assert_eq!(scim_status(&s, &at).await, 200);
+        let first = crate::scim_support::admin(&s).await.id;
+
+        match how {
+            Demotion::ConsoleRole | Demotion::ConsoleRemove => {
+                let mut boss = Web::new(&s);
+                assert_eq!(sign_in(&mut boss, "boss@example.com", PASSWORD, "/").await.status, 303);
+                let path = format!("/admin/members/{first}");
+                let p = boss.get(&path).await;
+                assert_eq!(p.status, 200, "{p}");
+                let (csrf, version) = (p.input("csrf").unwrap(), p.input("version").unwrap());
+                let mut form = vec![("csrf", csrf.as_str()), ("version", version.as_str())];
+                if matches!(how, Demotion::ConsoleRole) {
+                    form.extend([("action", "role"), ("role", "member")]);
+                } else {
+                    form.push(("action", "remove"));
+                }
+                let r = boss.post_form(&path, &form).await;
+                assert_eq!(r.status, 303, "{how:?}: {r}");
+            }
+            Demotion::ScimSuspend => {
+                let body = json!({"schemas": [PATCH_URN], "Operations": [{"op": "replace", "path": "active", "value": false}]});
+                let r = scim(&s, "PATCH", &format!("/Users/{first}"), Some(&static_tok), Some(body)).await;
+                assert_eq!(r.status, 200, "{r}");
+            }
+        }
+
+        assert_eq!(scim_status(&s, &at).await, 401, "{how:?}: access token still works");
+        assert_oauth_error(&refresh(&s, &rt, &id, &secret).await, 400, "invalid_grant");
+        assert_oauth_error(&exchange(&s, &unused, &id, &secret).await, 400, "invalid_grant");
+        let gs = roster::workspace::oauth::grants(&s.app).await.unwrap();
+        assert!(gs.iter().all(|g| g.grant.revoked_ms.is_some()), "{how:?}: {gs:?}");
+        let reason = gs[0].grant.revoked_reason.clone().unwrap_or_default();
+        assert!(reason.contains(ADMIN), "{how:?}: reason {reason:?}");
+        let rows = crate::scim_support::audit(&s).await;
+        assert!(
+            rows.iter()
+                .any(|a| a.action == "oauth.grant_revoked" && a.detail["reason"].as_str() == Some(reason.as_str())),
+            "{how:?}: no audit row for the revocation"
+        );
+
+        // The other admin sees it on the connections page.
+        let mut boss = Web::new(&s);
+        assert_eq!(sign_in(&mut boss, "boss@example.com", PASSWORD, "/").await.status, 303);
+        let p = boss.get("/admin/connections").await;
+        assert_eq!(p.status, 200, "{p}");
+        assert!(p.text.contains("Okta must be authenticated again"), "{how:?}: {p}");
+        s.stop().await;
+    }
 }

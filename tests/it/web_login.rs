@@ -352,3 +352,44 @@ async fn welcome_link_sets_the_password_used_at_login() {
     assert_eq!(home.status, 200, "{home}");
     assert!(home.text.contains(email), "{home}");
 }
+
+/// Issue 17 (finding 4, ASVS V3.3.3): choosing a new password through a
+/// link ends the member's other sessions; only the session the link starts
+/// stays.
+#[tokio::test]
+async fn r17_new_password_ends_other_sessions() {
+    let s = TestServer::start().await;
+    let email = "pat@verified.example";
+    let (_, link) = provisioned_with_welcome_link(&s, email).await;
+    // Two sessions signed in with an old password (a laptop and a stolen
+    // phone, say).
+    set_password(&s, email, "first password here").await;
+    let mut laptop = Web::new(&s);
+    assert_eq!(
+        sign_in(&mut laptop, email, "first password here", "/").await.status,
+        303
+    );
+    let mut phone = Web::new(&s);
+    assert_eq!(sign_in(&mut phone, email, "first password here", "/").await.status, 303);
+    let laptop_cookie = laptop.cookie("__Host-roster_session").unwrap().to_owned();
+    let phone_cookie = phone.cookie("__Host-roster_session").unwrap().to_owned();
+    assert!(has_session_cookie(&s, &laptop_cookie).await);
+    assert!(has_session_cookie(&s, &phone_cookie).await);
+    assert_eq!(phone.get("/").await.status, 200);
+
+    let fresh = choose_password_via(&s, &link, "/password/set", "second password here").await;
+    let fresh_cookie = fresh.cookie("__Host-roster_session").unwrap().to_owned();
+
+    assert!(
+        !has_session_cookie(&s, &laptop_cookie).await,
+        "old session 1 still alive"
+    );
+    assert!(
+        !has_session_cookie(&s, &phone_cookie).await,
+        "old session 2 still alive"
+    );
+    assert!(has_session_cookie(&s, &fresh_cookie).await, "the new session must stay");
+    let home = phone.get("/").await;
+    assert_ne!(home.status, 200, "the old cookie still opens the home page: {home}");
+    s.stop().await;
+}
