@@ -35,6 +35,11 @@ struct ConfigArgs {
     /// Overrides `server.data_dir`.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Overrides `server.public_url`: the https:// address roster puts in
+    /// links, mails, SCIM locations and the OAuth issuer. (A running
+    /// server's commands use the server's own.)
+    #[arg(long, global = true)]
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +151,10 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
+        /// The address the server listens on (what `serve --listen` was
+        /// given); default `server.listen` from the config.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
 }
 
@@ -158,6 +167,10 @@ enum AdminAction {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Print a fresh one-time sign-in link for an existing active admin (a
+    /// lost first link, a session that ended before a password was set).
+    /// Works while the server runs and while it is stopped.
+    LoginLink { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +344,9 @@ fn load(cfg: &ConfigArgs) -> Result<Config, String> {
     if let Some(dir) = &cfg.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(url) = &cfg.public_url {
+        config.set_public_url(url).map_err(|e| e.to_string())?;
+    }
     Ok(config)
 }
 
@@ -465,6 +481,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Admin { cfg, action } => {
             let req = match action {
                 AdminAction::Create { email, name } => AdminRequest::AdminCreate { email, name },
+                AdminAction::LoginLink { email } => AdminRequest::AdminLoginLink { email },
             };
             admin(&cfg, req)
         }
@@ -554,8 +571,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { cfg, file } => restore(&cfg, &file),
-        Command::Healthcheck { cfg, timeout } => {
-            let config = load(&cfg)?;
+        Command::Healthcheck { cfg, timeout, listen } => {
+            let mut config = load(&cfg)?;
+            if let Some(l) = listen {
+                config.listen = l;
+                config.follow_listen(l);
+            }
             runtime()?.block_on(async move {
                 match tokio::time::timeout(Duration::from_secs(timeout), healthcheck(&config)).await {
                     Ok(Ok(())) => {
@@ -704,6 +725,12 @@ async fn serve(config: Config, config_path: Option<PathBuf>, levels: Option<Leve
         signal(SignalKind::terminate()).map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?,
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot install the SIGINT handler: {e}"))?,
     );
+    // The port first: when it is busy nothing is created, so the first
+    // admin's link is printed by the start that really serves.
+    let mut config = config;
+    let listener = server::bind(config.listen).await.map_err(|e| e.to_string())?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    config.follow_listen(bound);
     let app = App::open(config).await.map_err(|e| e.to_string())?;
     match app.bootstrap_if_empty().await {
         Ok(Some(b)) => tracing::warn!(
@@ -713,13 +740,13 @@ async fn serve(config: Config, config_path: Option<PathBuf>, levels: Option<Leve
             "first start: sign in as the first admin with this one-time link: {}",
             b.login_url
         ),
-        Ok(None) => {}
+        Ok(None) => first_admin_reminder(&app).await,
         Err(e) => {
             app.store.close().await;
             return Err(e.to_string());
         }
     }
-    let running = match server::start(app.clone()).await {
+    let running = match server::start_on(app.clone(), listener).await {
         Ok(r) => r,
         Err(e) => {
             app.store.close().await;
@@ -746,6 +773,31 @@ async fn serve(config: Config, config_path: Option<PathBuf>, levels: Option<Leve
     });
     running.stopped().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Until the first admin (`workspace.admin_email`) has chosen a password,
+/// every start prints a fresh one-time sign-in link, so a link lost with a
+/// failed first start or an ended session never locks them out.
+async fn first_admin_reminder(app: &App) {
+    let email = app.config.admin_email.clone();
+    let first = app
+        .store
+        .read(move |txn| crate::store::members::by_email(txn, &email))
+        .await;
+    let Ok(Some(m)) = first else { return };
+    if m.password_hash.is_some() || !m.is_active_admin() {
+        return;
+    }
+    match workspace::admin::login_link(app, &workspace::admin::AdminCtx::operator(), &m.email).await {
+        Ok(Ok(l)) => tracing::warn!(
+            admin = %l.member.email,
+            expires = %l.expires_at,
+            "the first admin has not chosen a password yet: sign in with this one-time link: {}",
+            l.url
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "no sign-in link for the first admin"),
+        Err(e) => tracing::warn!(error = %e, "no sign-in link for the first admin"),
+    }
 }
 
 /// GET /readyz on the configured listen address, trusting only the

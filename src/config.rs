@@ -202,6 +202,9 @@ pub struct Config {
     pub public_url: String,
     /// Host part of `public_url`, used for the self-signed certificate's SANs.
     pub public_host: String,
+    /// Whether `public_url` was chosen (config file or `--public-url`);
+    /// otherwise it follows the listen address (see [`Config::follow_listen`]).
+    pub public_url_explicit: bool,
     pub data_dir: PathBuf,
     pub tls: TlsSource,
     pub log_format: LogFormat,
@@ -311,6 +314,40 @@ impl Config {
             Ok(c) => c,
             Err(e) => unreachable!("embedded default config is invalid: {e}"),
         }
+    }
+
+    /// `--public-url`: the address roster advertises in links, mails, SCIM
+    /// `meta.location` and `Location`, the OAuth issuer and the console.
+    pub fn set_public_url(&mut self, url: &str) -> Result<(), ConfigError> {
+        let url = url.trim_end_matches('/');
+        self.public_host = parse_public_url(url).map_err(|e| match e {
+            ConfigError::Invalid { message, .. } => invalid("--public-url", message),
+            other => other,
+        })?;
+        self.public_url = url.to_owned();
+        self.public_url_explicit = true;
+        Ok(())
+    }
+
+    /// When no public URL was chosen, the advertised one follows the address
+    /// roster listens on (`--listen 127.0.0.1:9443` → `https://localhost:9443`):
+    /// the one source of every URL roster hands out. A loopback or
+    /// unspecified address is advertised as `localhost` (the name in the
+    /// self-signed certificate); another address as itself.
+    pub fn follow_listen(&mut self, bound: SocketAddr) {
+        if self.public_url_explicit {
+            return;
+        }
+        let ip = bound.ip();
+        let host = if ip.is_loopback() || ip.is_unspecified() {
+            "localhost".to_owned()
+        } else if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        self.public_url = format!("https://{host}:{}", bound.port());
+        self.public_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     }
 
     /// Reads and validates a TOML file.
@@ -504,6 +541,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         trusted_proxies,
         public_url: public_url_text.to_owned(),
         public_host,
+        public_url_explicit: raw.server.public_url.is_some(),
         data_dir,
         tls,
         log_format,
@@ -817,6 +855,41 @@ mod tests {
             "{e}"
         );
         assert!(Config::embedded_default().trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn advertised_url_follows_listen_unless_chosen() {
+        let mut c = Config::embedded_default();
+        assert!(!c.public_url_explicit);
+        c.follow_listen("127.0.0.1:9443".parse().unwrap());
+        assert_eq!(
+            (c.public_url.as_str(), c.public_host.as_str()),
+            ("https://localhost:9443", "localhost")
+        );
+        c.follow_listen("[::]:443".parse().unwrap());
+        assert_eq!(c.public_url, "https://localhost:443");
+        c.follow_listen("192.0.2.7:8443".parse().unwrap());
+        assert_eq!(
+            (c.public_url.as_str(), c.public_host.as_str()),
+            ("https://192.0.2.7:8443", "192.0.2.7")
+        );
+        c.follow_listen("[2001:db8::1]:8443".parse().unwrap());
+        assert_eq!(
+            (c.public_url.as_str(), c.public_host.as_str()),
+            ("https://[2001:db8::1]:8443", "2001:db8::1")
+        );
+
+        c.set_public_url("https://roster.example.com/").unwrap();
+        c.follow_listen("127.0.0.1:9443".parse().unwrap());
+        assert_eq!(
+            (c.public_url.as_str(), c.public_host.as_str()),
+            ("https://roster.example.com", "roster.example.com")
+        );
+        let e = c.set_public_url("http://x").unwrap_err().to_string();
+        assert!(e.starts_with("--public-url:"), "{e}");
+
+        let c = parse("[server]\npublic_url = \"https://r.example.com:8443\"\n").unwrap();
+        assert!(c.public_url_explicit);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum AdminRequest {
         email: String,
         name: Option<String>,
     },
+    AdminLoginLink {
+        email: String,
+    },
     TokenCreate {
         name: String,
     },
@@ -134,6 +137,16 @@ pub async fn execute(app: &App, req: AdminRequest) -> Result<String, String> {
             Ok(format!(
                 "Revoked connection {:?} (id {}); its tokens no longer work.\n",
                 c.name, c.id
+            ))
+        }
+        AdminRequest::AdminLoginLink { email } => {
+            let l = admin::login_link(app, &AdminCtx::operator(), &email)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "One-time sign-in link for {} (works once, valid until {}; earlier links keep their own expiry):\n{}\n",
+                l.member.email, l.expires_at, l.url
             ))
         }
         AdminRequest::AdminCreate { email, name } => {

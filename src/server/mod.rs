@@ -94,6 +94,20 @@ impl Running {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(app: App) -> Result<Running, ServeError> {
+    let listener = bind(app.config.listen).await?;
+    start_on(app, listener).await
+}
+
+/// Binds the HTTPS listener. `roster serve` binds before it opens or
+/// creates the database, so a busy port changes nothing on disk.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Starts serving on a listener from [`bind`].
+pub async fn start_on(app: App, listener: TcpListener) -> Result<Running, ServeError> {
     let (tls_config, resolver) = {
         let config = app.config.clone();
         let clock = app.clock.clone();
@@ -105,12 +119,6 @@ pub async fn start(app: App) -> Result<Running, ServeError> {
         app: app.clone(),
         resolver,
     };
-    let listener = TcpListener::bind(app.config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: app.config.listen,
-            source,
-        })?;
     let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: app.config.listen,
         source,

@@ -36,6 +36,19 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Connection>, StoreError> {
     Ok(out)
 }
 
+/// Whether a connection that is not revoked is called `name` (compared
+/// case-insensitively): commands address connections by name.
+pub fn live_name_taken(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
+    let t = txn.open_table(CONNECTIONS)?;
+    for row in t.iter()? {
+        let c: Connection = decode(row?.1.value())?;
+        if c.revoked_ms.is_none() && c.name.to_lowercase() == name.to_lowercase() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub fn put_token(txn: &WriteTransaction, hash: &TokenHash, t: &ScimToken) -> Result<(), StoreError> {
     txn.open_table(SCIM_TOKENS)?.insert(hash, encode(t)?.as_slice())?;
     txn.open_table(CONNECTION_TOKENS)?

@@ -39,6 +39,18 @@ pub fn clients(txn: &ReadTransaction) -> Result<Vec<OAuthClient>, StoreError> {
     Ok(out)
 }
 
+/// Whether a registered client is called `name` (case-insensitively).
+pub fn client_name_taken(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
+    let t = txn.open_table(OAUTH_CLIENTS)?;
+    for row in t.iter()? {
+        let c: OAuthClient = decode(row?.1.value())?;
+        if c.name.to_lowercase() == name.to_lowercase() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub fn put_code(txn: &WriteTransaction, hash: &TokenHash, c: &AuthCode) -> Result<(), StoreError> {
     txn.open_table(OAUTH_CODES)?.insert(hash, encode(c)?.as_slice())?;
     Ok(())

@@ -271,3 +271,53 @@ pub async fn send_link(app: &App, ctx: &AdminCtx, id: Uuid) -> Rule<(Member, Str
         })
         .await
 }
+
+/// A fresh one-time sign-in link for an admin.
+#[derive(Debug, Clone)]
+pub struct LoginLink {
+    pub member: Member,
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// Issues a one-time sign-in link for an existing active admin, so an admin
+/// who lost the first link, or whose session ended before they set a
+/// password, is never locked out (`roster admin login-link EMAIL`, and each
+/// start while the first admin has no password). Earlier links keep their
+/// own expiry; the link works once, for 24 hours. Audit-logged.
+pub async fn login_link(app: &App, ctx: &AdminCtx, email: &str) -> Rule<LoginLink> {
+    let email = email.trim().to_owned();
+    let fresh = Fresh::new(app);
+    let actor = ctx.actor();
+    app.store
+        .write(move |txn| {
+            let found = match store::members::id_by_email_w(txn, &email)? {
+                Some(id) => store::members::get_w(txn, id)?,
+                None => None,
+            };
+            let Some(m) = found else {
+                return Ok(Err(RuleError::Invalid(format!("no member has the email {email}"))));
+            };
+            if !m.is_active_admin() {
+                return Ok(Err(RuleError::Invalid(format!(
+                    "{email} is not an active admin (status {:?}, role {:?}); a sign-in link is only for active admins",
+                    m.status, m.role
+                ))));
+            }
+            let url = issue_link(txn, &fresh, m.id, LinkPurpose::Login)?;
+            audit(
+                txn,
+                fresh.now_ms,
+                &actor,
+                m.id,
+                "member.login_link_issued",
+                json!({"email": m.email}),
+            )?;
+            Ok(Ok(LoginLink {
+                expires_at: crate::clock::rfc3339(fresh.now_ms + super::LOGIN_LINK_TTL_MS),
+                member: m,
+                url,
+            }))
+        })
+        .await
+}

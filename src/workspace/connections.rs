@@ -14,6 +14,10 @@ use crate::store::{self, StoreError};
 pub enum ConnectionError {
     #[error("name must be 1 to 100 printable characters")]
     BadName,
+    #[error(
+        "a connection named {0:?} already exists; choose another name (e.g. with the date), or revoke the old one first"
+    )]
+    NameTaken(String),
     #[error("no connection with id or name {0:?}")]
     NotFound(String),
     #[error("{0:?} matches more than one connection; use its id")]
@@ -53,6 +57,11 @@ pub async fn create_static_token(app: &App, name: &str, actor: Actor) -> Result<
     let c = connection.clone();
     app.store
         .write(move |txn| {
+            // Commands address connections by name (`roster token revoke
+            // NAME`): two live ones with one name would make that ambiguous.
+            if store::connections::live_name_taken(txn, &c.name)? {
+                return Ok(Err(ConnectionError::NameTaken(c.name.clone())));
+            }
             store::connections::put(txn, &c)?;
             store::connections::put_token(
                 txn,

@@ -136,7 +136,8 @@ pub(super) fn issue_link(
 ) -> Result<String, StoreError> {
     let ttl = match purpose {
         LinkPurpose::Invite => INVITE_TTL_MS,
-        LinkPurpose::SetPassword | LinkPurpose::Login => SET_PASSWORD_TTL_MS,
+        LinkPurpose::SetPassword => SET_PASSWORD_TTL_MS,
+        LinkPurpose::Login => super::LOGIN_LINK_TTL_MS,
     };
     let key: TokenHash = link_key(&fresh.link_token);
     store::links::put(

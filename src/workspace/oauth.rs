@@ -14,6 +14,8 @@ use crate::store::{self, StoreError};
 pub enum ClientError {
     #[error("name must be 1 to 100 printable characters")]
     BadName,
+    #[error("an OAuth client named {0:?} already exists; choose another name")]
+    NameTaken(String),
     #[error("redirect URI {0:?}: {1}")]
     BadRedirect(String, &'static str),
     #[error("a client that signs people in needs at least one --redirect-uri")]
@@ -140,6 +142,9 @@ pub async fn register(
     let c = client.clone();
     app.store
         .write(move |txn| {
+            if store::oauth::client_name_taken(txn, &c.name)? {
+                return Ok(Err(ClientError::NameTaken(c.name.clone())));
+            }
             store::connections::put(txn, &connection)?;
             store::oauth::put_client(txn, &c)?;
             audit(
@@ -150,7 +155,7 @@ pub async fn register(
                 "oauth.client_registered",
                 json!({"name": c.name, "kind": c.kind, "redirect_uris": c.redirect_uris}),
             )?;
-            Ok(Ok::<(), ClientError>(()))
+            Ok(Ok(()))
         })
         .await??;
     Ok(Registered { client, secret })

@@ -14,8 +14,12 @@ fn serve_with_no_config_uses_embedded_default_and_prints_login_link() {
     );
     assert!(dir.path().join("roster-data/tls/cert.pem").exists());
     let log = server.log();
+    // The advertised address follows --listen (issue 18).
     assert!(
-        log.contains("https://localhost:8443/login/link?token=rst_login_"),
+        log.contains(&format!(
+            "https://localhost:{}/login/link?token=rst_login_",
+            server.addr.port()
+        )),
         "{log}"
     );
 

@@ -21,6 +21,7 @@ mod metrics;
 mod oauth;
 mod r17_scim_input;
 mod r17_write_deadline;
+mod r18_addresses;
 mod scim_groups;
 mod scim_users;
 mod serve;
