@@ -152,6 +152,7 @@ struct RawLimits {
     tls_handshake_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     scim_requests_per_minute: Option<u64>,
 }
@@ -182,7 +183,13 @@ pub enum LogFormat {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// Bound on a request's headers, and on the wait for a connection's
+    /// first request after the TLS handshake.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long
+    /// (HTTP/2 and HTTP/1 alike; hyper's header read timer also runs
+    /// between HTTP/1 requests, so there the shorter one applies).
+    pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
@@ -473,6 +480,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             300,
         )?,
         request_timeout: secs("limits.request_timeout_secs", l.request_timeout_secs, 30, 1, 3600)?,
+        idle_timeout: secs("limits.idle_timeout_secs", l.idle_timeout_secs, 60, 1, 3600)?,
         max_connections: bounded("limits.max_connections", l.max_connections, 1024, 1, 1_000_000)? as usize,
         shutdown_grace: secs("limits.shutdown_grace_secs", l.shutdown_grace_secs, 10, 0, 3600)?,
         scim_requests_per_minute: bounded(
@@ -887,5 +895,18 @@ mod tests {
     fn limits_are_bounded() {
         let e = parse("[limits]\nmax_body_bytes = 1\n").unwrap_err();
         assert!(e.to_string().starts_with("limits.max_body_bytes:"), "{e}");
+    }
+
+    #[test]
+    fn idle_timeout_is_bounded() {
+        assert_eq!(Config::embedded_default().limits.idle_timeout, Duration::from_secs(60));
+        for ok in [1, 3600] {
+            let c = parse(&format!("[limits]\nidle_timeout_secs = {ok}\n")).unwrap();
+            assert_eq!(c.limits.idle_timeout, Duration::from_secs(ok));
+        }
+        for bad in [0, 3601] {
+            let e = parse(&format!("[limits]\nidle_timeout_secs = {bad}\n")).unwrap_err();
+            assert!(e.to_string().starts_with("limits.idle_timeout_secs:"), "{e}");
+        }
     }
 }

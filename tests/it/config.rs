@@ -28,6 +28,7 @@ level = "roster=debug,info"
 max_body_bytes = 2097152
 request_timeout_secs = 60
 max_connections = 10
+idle_timeout_secs = 120
 [workspace]
 name = "Acme"
 admin_email = "it@acme.example"
@@ -68,6 +69,7 @@ fn bad_values_name_their_key() {
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[log]\nlevel = \"loud=[\"\n", "log.level"),
         ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+        ("[limits]\nidle_timeout_secs = 0\n", "limits.idle_timeout_secs"),
         ("[workspace]\nadmin_email = \"nobody\"\n", "workspace.admin_email"),
         ("[server]\nlisten = 8443\n", "listen"),
         ("this is not toml", "c.toml"),
