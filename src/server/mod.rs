@@ -1,11 +1,13 @@
-//! The HTTPS server: our own accept loop (connection cap, TLS handshake
-//! timeout), hyper-util connections serving the axum router and closed when
-//! idle (see `conn`), and graceful shutdown that stops accepting, lets
-//! in-flight requests finish within a bound, then closes the database.
+//! The HTTPS server: our own accept loop (connection cap, per-address cap,
+//! TLS handshake timeout), hyper-util connections serving the axum router
+//! and closed when idle (see `conn`), and graceful shutdown that stops
+//! accepting, lets in-flight requests finish within a bound, then closes the
+//! database.
 
 mod conn;
 pub mod forwarded;
 pub mod notify;
+mod per_ip;
 pub mod router;
 pub mod scheduled;
 pub mod tls;
@@ -184,6 +186,8 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
     let builder = Arc::new(builder);
     let idle = conn::IdleLimits::new(&limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = per_ip::PerIpCap::new(limits.max_connections_per_ip);
+    let mut refusals = per_ip::RefusalLog::default();
     // Every connection task; shutdown waits for them to end.
     let mut connections = tokio::task::JoinSet::new();
 
@@ -206,6 +210,28 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
             },
             _ = stop.changed() => break,
         };
+        // Decided from the socket's address (a forwarded header is not read
+        // yet, and is the client's word), before the TLS handshake: a
+        // connection over its address's cap costs no handshake and gives
+        // its permit back at once.
+        let slot = match &per_ip {
+            None => None,
+            Some(cap) => match cap.try_acquire(peer.ip()) {
+                Ok(slot) => Some(slot),
+                Err(addr) => {
+                    tracing::debug!(%peer, "connection refused: address over limits.max_connections_per_ip");
+                    if let Some(refused) = refusals.refused(tokio::time::Instant::now()) {
+                        tracing::warn!(
+                            %addr,
+                            refused,
+                            max_connections_per_ip = limits.max_connections_per_ip,
+                            "refused connections from addresses at limits.max_connections_per_ip (count since the last such warning; behind a reverse proxy, raise the cap)"
+                        );
+                    }
+                    continue;
+                }
+            },
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let builder = builder.clone();
@@ -217,6 +243,7 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let handshake = tokio::select! {
                 r = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)) => r,
                 // No request can be in flight yet: nothing to wait for.

@@ -1,4 +1,4 @@
-//! Idle connections are closed.
+//! Idle connections are closed and one address cannot hold every slot.
 //!
 //! A client that finished the TLS handshake and then sent nothing, or an
 //! HTTP/2 connection left idle after its preface, used to stay open for
@@ -208,6 +208,7 @@ async fn legitimate_client_is_served_while_idle_sockets_hold_every_slot() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = short_timeouts(dir.path());
     config.limits.max_connections = 3;
+    config.limits.max_connections_per_ip = 0;
     let s = TestServer::start_with(dir, config).await;
     let mut idle = Vec::new();
     for _ in 0..2 {
@@ -226,5 +227,64 @@ async fn legitimate_client_is_served_while_idle_sockets_hold_every_slot() {
     );
     healthz_within(&s, Duration::from_secs(5), "two idle connections open").await;
     drop(idle);
+    s.stop().await;
+}
+
+/// `limits.max_connections_per_ip`: the fourth connection from an address
+/// with three open is closed at once (before the TLS handshake), other
+/// addresses are still served, and the address can connect again once its
+/// connections have closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.max_connections_per_ip = 3;
+    // Long enough that the three idle ones stay open for the whole test.
+    config.limits.header_read_timeout = Duration::from_secs(60);
+    let s = TestServer::start_with(dir, config).await;
+    let other: IpAddr = "127.0.0.2".parse().unwrap();
+
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let c = tls(&s, &[b"http/1.1"], Some(other))
+            .await
+            .unwrap_or_else(|e| panic!("connection {i} from {other} refused under the cap: {e}"));
+        held.push(c);
+    }
+    let start = Instant::now();
+    let fourth = tokio::time::timeout(Duration::from_secs(10), tls(&s, &[b"http/1.1"], Some(other)))
+        .await
+        .expect("the fourth connection from one address was neither served nor closed");
+    assert!(fourth.is_err(), "a fourth connection from {other} got a TLS session");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "closed by a timeout, not by the cap"
+    );
+
+    // 127.0.0.1 has its own count.
+    healthz_within(
+        &s,
+        Duration::from_secs(5),
+        "another address while 127.0.0.2 is at its cap",
+    )
+    .await;
+
+    // Once the three are gone, 127.0.0.2 is served again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let conn = loop {
+        match tls(&s, &[b"http/1.1"], Some(other)).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{other} still refused 10 s after closing its connections: {e}"),
+        }
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(conn)).await.unwrap();
+    tokio::spawn(connection);
+    let r = sender.send_request(get("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
     s.stop().await;
 }
