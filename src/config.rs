@@ -152,6 +152,8 @@ struct RawLimits {
     tls_handshake_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     scim_requests_per_minute: Option<u64>,
 }
@@ -182,10 +184,19 @@ pub enum LogFormat {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// Bound on a request's headers, and on the wait for a connection's
+    /// first request after the TLS handshake.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long
+    /// (HTTP/2 and HTTP/1 alike; hyper's header read timer also runs
+    /// between HTTP/1 requests, so there the shorter one applies).
+    pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections one client address (IPv4 address, IPv6 /64) may
+    /// hold, decided from the TCP peer at accept time; 0 = no cap.
+    pub max_connections_per_ip: usize,
     pub shutdown_grace: Duration,
     /// SCIM requests one token (connection) may make per minute.
     pub scim_requests_per_minute: u32,
@@ -304,6 +315,8 @@ pub const DEFAULT_PUBLIC_URL: &str = "https://localhost:8443";
 pub const DEFAULT_DATA_DIR: &str = "./roster-data";
 pub const DEFAULT_WORKSPACE_NAME: &str = "My workspace";
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
+/// Above the 64 connections the benchmark opens from one address.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 128;
 
 impl Config {
     /// The embedded default used when `serve` is given no config file.
@@ -486,6 +499,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let l = &raw.limits;
+    let max_connections = bounded("limits.max_connections", l.max_connections, 1024, 1, 1_000_000)?;
     let limits = Limits {
         max_body_bytes: bounded("limits.max_body_bytes", l.max_body_bytes, 1 << 20, 1024, 64 << 20)? as usize,
         max_header_bytes: bounded(
@@ -510,7 +524,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             300,
         )?,
         request_timeout: secs("limits.request_timeout_secs", l.request_timeout_secs, 30, 1, 3600)?,
-        max_connections: bounded("limits.max_connections", l.max_connections, 1024, 1, 1_000_000)? as usize,
+        idle_timeout: secs("limits.idle_timeout_secs", l.idle_timeout_secs, 60, 1, 3600)?,
+        max_connections: max_connections as usize,
+        max_connections_per_ip: per_ip_cap(l.max_connections_per_ip, max_connections)?,
         shutdown_grace: secs("limits.shutdown_grace_secs", l.shutdown_grace_secs, 10, 0, 3600)?,
         scim_requests_per_minute: bounded(
             "limits.scim_requests_per_minute",
@@ -775,6 +791,27 @@ fn bounded(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) 
     Ok(v)
 }
 
+/// `limits.max_connections_per_ip`: the default follows a smaller
+/// `max_connections` down (a cap above it would mean nothing), while an
+/// explicit value above it is refused as the mistake it is.
+fn per_ip_cap(v: Option<u64>, max_connections: u64) -> Result<usize, ConfigError> {
+    let key = "limits.max_connections_per_ip";
+    let v = bounded(
+        key,
+        v,
+        DEFAULT_MAX_CONNECTIONS_PER_IP.min(max_connections),
+        0,
+        1_000_000,
+    )?;
+    if v > max_connections {
+        return Err(invalid(
+            key,
+            format!("{v} is above limits.max_connections ({max_connections}); use at most that, or 0 for no cap"),
+        ));
+    }
+    Ok(v as usize)
+}
+
 fn ms(v: u64, unit_ms: i64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX / unit_ms).saturating_mul(unit_ms)
 }
@@ -960,5 +997,34 @@ mod tests {
     fn limits_are_bounded() {
         let e = parse("[limits]\nmax_body_bytes = 1\n").unwrap_err();
         assert!(e.to_string().starts_with("limits.max_body_bytes:"), "{e}");
+    }
+
+    #[test]
+    fn idle_timeout_is_bounded() {
+        assert_eq!(Config::embedded_default().limits.idle_timeout, Duration::from_secs(60));
+        for ok in [1, 3600] {
+            let c = parse(&format!("[limits]\nidle_timeout_secs = {ok}\n")).unwrap();
+            assert_eq!(c.limits.idle_timeout, Duration::from_secs(ok));
+        }
+        for bad in [0, 3601] {
+            let e = parse(&format!("[limits]\nidle_timeout_secs = {bad}\n")).unwrap_err();
+            assert!(e.to_string().starts_with("limits.idle_timeout_secs:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn per_ip_cap_is_bounded_by_max_connections() {
+        assert_eq!(Config::embedded_default().limits.max_connections_per_ip, 128);
+        // 0 turns the cap off; the default shrinks with max_connections.
+        let c = parse("[limits]\nmax_connections_per_ip = 0\n").unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        let c = parse("[limits]\nmax_connections = 10\n").unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 10);
+        let c = parse("[limits]\nmax_connections = 10\nmax_connections_per_ip = 10\n").unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 10);
+        let e = parse("[limits]\nmax_connections = 10\nmax_connections_per_ip = 11\n").unwrap_err();
+        assert!(e.to_string().starts_with("limits.max_connections_per_ip:"), "{e}");
+        let e = parse("[limits]\nmax_connections_per_ip = 1025\n").unwrap_err();
+        assert!(e.to_string().contains("above limits.max_connections (1024)"), "{e}");
     }
 }

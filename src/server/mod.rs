@@ -1,26 +1,27 @@
-//! The HTTPS server: our own accept loop (connection cap, TLS handshake
-//! timeout), hyper-util connections serving the axum router, and graceful
-//! shutdown that stops accepting, lets in-flight requests finish within a
-//! bound, then closes the database.
+//! The HTTPS server: our own accept loop (connection cap, per-address cap,
+//! TLS handshake timeout), hyper-util connections serving the axum router
+//! and closed when idle (see `conn`), and graceful shutdown that stops
+//! accepting, lets in-flight requests finish within a bound, then closes the
+//! database.
 
+mod conn;
 pub mod forwarded;
 pub mod notify;
+mod per_ip;
 pub mod router;
 pub mod scheduled;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::App;
 
@@ -184,10 +185,18 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(100);
+        .max_concurrent_streams(100)
+        // Pings find peers that vanished while a stream is open (idle
+        // connections are closed by `conn::drive`; pings never count as
+        // activity there).
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let idle = conn::IdleLimits::new(&limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = per_ip::PerIpCap::new(limits.max_connections_per_ip);
+    let mut refusals = per_ip::RefusalLog::default();
+    // Every connection task; shutdown waits for them to end.
     let mut connections = tokio::task::JoinSet::new();
 
     loop {
@@ -209,23 +218,46 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
             },
             _ = stop.changed() => break,
         };
+        // Decided from the socket's address (a forwarded header is not read
+        // yet, and is the client's word), before the TLS handshake: a
+        // connection over its address's cap costs no handshake and gives
+        // its permit back at once.
+        let slot = match &per_ip {
+            None => None,
+            Some(cap) => match cap.try_acquire(peer.ip()) {
+                Ok(slot) => Some(slot),
+                Err(addr) => {
+                    tracing::debug!(%peer, "connection refused: address over limits.max_connections_per_ip");
+                    if let Some(refused) = refusals.refused(tokio::time::Instant::now()) {
+                        tracing::warn!(
+                            %addr,
+                            refused,
+                            max_connections_per_ip = limits.max_connections_per_ip,
+                            "refused connections from addresses at limits.max_connections_per_ip (count since the last such warning; behind a reverse proxy, raise the cap)"
+                        );
+                    }
+                    continue;
+                }
+            },
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let mut conn_stop = stop.clone();
+        let router = router.clone();
         let proxies = proxies.clone();
-        let service = router.clone().map_request(move |mut req: axum::http::Request<_>| {
-            let client = forwarded::client_ip(peer.ip(), req.headers(), &proxies);
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            req.extensions_mut().insert(forwarded::ClientIp(client));
-            req
-        });
         let handshake_timeout = limits.tls_handshake_timeout;
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let _slot = slot;
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)) => r,
+                // No request can be in flight yet: nothing to wait for.
+                _ = conn_stop.wait_for(|s| *s) => return,
+            };
+            let tls = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -236,20 +268,38 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
                     return;
                 }
             };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            // The idle clock starts after the handshake, which has its own bound.
+            let activity = Arc::new(conn::Activity::new());
+            let service = conn::ConnService {
+                router,
+                proxies,
+                peer,
+                activity: activity.clone(),
+            };
+            let c = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let mut c = std::pin::pin!(c);
+            match conn::drive(c.as_mut(), &activity, &idle, &mut conn_stop, peer).await {
+                conn::Ended::Closed => {}
+                conn::Ended::Failed(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                conn::Ended::Dropped => tracing::debug!(%peer, "idle connection dropped: it did not close when asked"),
             }
         });
     }
     drop(listener);
     notify::stopping();
     tracing::info!("shutting down: no longer accepting connections");
-    let open = graceful.count();
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!(connections = open, "in-flight requests finished"),
-        _ = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!(grace_secs = limits.shutdown_grace.as_secs(), "shutdown grace period over; dropping remaining connections");
+    // Each connection task saw the stop and closes gracefully: HTTP/1 after
+    // the response in progress, HTTP/2 with GOAWAY after its open streams.
+    while connections.try_join_next().is_some() {}
+    let open = connections.len();
+    let drained = async { while connections.join_next().await.is_some() {} };
+    match tokio::time::timeout(limits.shutdown_grace, drained).await {
+        Ok(()) => tracing::info!(connections = open, "in-flight requests finished"),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = limits.shutdown_grace.as_secs(),
+                "shutdown grace period over; dropping remaining connections"
+            );
         }
     }
     // Connections still running after the grace period are cut here.

@@ -28,6 +28,8 @@ level = "roster=debug,info"
 max_body_bytes = 2097152
 request_timeout_secs = 60
 max_connections = 10
+max_connections_per_ip = 5
+idle_timeout_secs = 120
 [workspace]
 name = "Acme"
 admin_email = "it@acme.example"
@@ -68,6 +70,11 @@ fn bad_values_name_their_key() {
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[log]\nlevel = \"loud=[\"\n", "log.level"),
         ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+        ("[limits]\nidle_timeout_secs = 0\n", "limits.idle_timeout_secs"),
+        (
+            "[limits]\nmax_connections = 10\nmax_connections_per_ip = 11\n",
+            "limits.max_connections_per_ip",
+        ),
         ("[workspace]\nadmin_email = \"nobody\"\n", "workspace.admin_email"),
         ("[server]\nlisten = 8443\n", "listen"),
         ("this is not toml", "c.toml"),

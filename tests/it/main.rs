@@ -16,6 +16,7 @@ mod crash;
 mod diskfull;
 mod fuzz_quick;
 mod hostile;
+mod idle_connections;
 mod mail;
 mod metrics;
 mod oauth;
