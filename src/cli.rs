@@ -143,6 +143,14 @@ enum Command {
         /// The snapshot to restore.
         file: PathBuf,
     },
+    /// The serving certificate: `tls export-cert` prints it (PEM) for an
+    /// on-premises provisioning agent or a client to trust.
+    Tls {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: TlsAction,
+    },
     /// Ask the local server whether it is ready (GET /readyz over TLS, pinned
     /// to the server's own certificate). Exit 0 when ready.
     Healthcheck {
@@ -171,6 +179,13 @@ enum AdminAction {
     /// lost first link, a session that ended before a password was set).
     /// Works while the server runs and while it is stopped.
     LoginLink { email: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsAction {
+    /// Print the certificate chain roster serves (PEM) to stdout, e.g.
+    /// `roster tls export-cert > roster.crt`.
+    ExportCert,
 }
 
 #[derive(Debug, Subcommand)]
@@ -571,6 +586,26 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { cfg, file } => restore(&cfg, &file),
+        Command::Tls {
+            cfg,
+            action: TlsAction::ExportCert,
+        } => {
+            let config = load(&cfg)?;
+            let path = server::tls::cert_path(&config);
+            let certs = server::tls::load_certs(&path).map_err(|e| e.to_string())?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "{}: no certificate (start roster once to make one)",
+                    path.display()
+                ));
+            }
+            let mut out = String::new();
+            for c in &certs {
+                out.push_str(&pem_certificate(c.as_ref()));
+            }
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Healthcheck { cfg, timeout, listen } => {
             let mut config = load(&cfg)?;
             if let Some(l) = listen {
@@ -773,6 +808,19 @@ async fn serve(config: Config, config_path: Option<PathBuf>, levels: Option<Leve
     });
     running.stopped().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One DER certificate as PEM.
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }
 
 /// Until the first admin (`workspace.admin_email`) has chosen a password,

@@ -7,7 +7,7 @@ use super::StoreError;
 use super::codec::{decode, encode};
 use super::tables::{CONNECTION_TOKENS, CONNECTIONS, SCIM_TOKENS};
 use crate::secret::TokenHash;
-use crate::workspace::model::{Connection, ScimToken};
+use crate::workspace::model::{Connection, ConnectionKind, ScimToken};
 
 pub fn put(txn: &WriteTransaction, c: &Connection) -> Result<(), StoreError> {
     txn.open_table(CONNECTIONS)?
@@ -36,13 +36,17 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Connection>, StoreError> {
     Ok(out)
 }
 
-/// Whether a connection that is not revoked is called `name` (compared
-/// case-insensitively): commands address connections by name.
+/// Whether a static-token connection that is not revoked is called `name`
+/// (compared case-insensitively): `roster token revoke NAME` addresses them
+/// by name. (OAuth clients' names are unique among clients.)
 pub fn live_name_taken(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     let t = txn.open_table(CONNECTIONS)?;
     for row in t.iter()? {
         let c: Connection = decode(row?.1.value())?;
-        if c.revoked_ms.is_none() && c.name.to_lowercase() == name.to_lowercase() {
+        if c.revoked_ms.is_none()
+            && c.kind == ConnectionKind::StaticToken
+            && c.name.to_lowercase() == name.to_lowercase()
+        {
             return Ok(true);
         }
     }

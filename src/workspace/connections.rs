@@ -121,10 +121,17 @@ pub async fn revoke(app: &App, id_or_name: &str, actor: Actor) -> Result<Connect
                 [] => return Ok(Err(ConnectionError::NotFound(key.clone()))),
                 [one] => (*one).clone(),
                 _ => {
-                    // Prefer the one live connection of that name.
-                    let live: Vec<_> = hits.iter().filter(|c| c.revoked_ms.is_none()).collect();
-                    match live.as_slice() {
-                        [one] => (**one).clone(),
+                    // Prefer the one live connection of that name, and
+                    // among live ones the static token (`token revoke` is
+                    // about static tokens; their names are unique).
+                    let live: Vec<&Connection> = hits.iter().copied().filter(|c| c.revoked_ms.is_none()).collect();
+                    let live_static: Vec<&Connection> = live
+                        .iter()
+                        .copied()
+                        .filter(|c| c.kind == ConnectionKind::StaticToken)
+                        .collect();
+                    match (live.as_slice(), live_static.as_slice()) {
+                        ([one], _) | (_, [one]) => (*one).clone(),
                         _ => return Ok(Err(ConnectionError::Ambiguous(key.clone()))),
                     }
                 }

@@ -144,9 +144,16 @@ async fn code_via(web: &mut Web<'_>, pairs: &[(String, String)]) -> String {
 }
 
 async fn okta_client(s: &TestServer) -> (String, String) {
+    // Client names are unique (issue 18): a second Okta app gets a number.
+    let n = roster::workspace::oauth::list(&s.app).await.unwrap().len();
+    let name = if n == 0 {
+        "Okta".to_owned()
+    } else {
+        format!("Okta {}", n + 1)
+    };
     let r = register(
         &s.app,
-        "Okta",
+        &name,
         vec![OKTA_CB.into()],
         ClientKind::Confidential,
         false,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
+use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -129,6 +130,24 @@ async fn collect_and_check(serve_args: &[&str], cli_extra: &[&str], base_of: imp
     assert_eq!(code, 0);
     take("invitation mail", &out);
 
+    // The certificate an on-premises agent must trust: what the server
+    // really presents (a client pinned to the export connects).
+    let (code, pem, err) = cli(vec!["tls", "export-cert"]).await;
+    assert_eq!(code, 0, "{err}");
+    let exported: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("not PEM ({e}): {pem}"));
+    assert_eq!(exported.len(), 1, "{pem}");
+    let tls = roster::client::pinned_config(exported[0].clone(), &[&rustls::version::TLS13], &[b"http/1.1"]).unwrap();
+    let req = hyper::Request::get("/healthz")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = roster::client::request(Arc::new(tls), server.addr, "localhost", req)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
     let wrong: Vec<_> = seen
         .iter()
         .filter(|(_, u)| !(*u == base || u.starts_with(&format!("{base}/"))))
@@ -222,4 +241,30 @@ fn r18_busy_port_on_first_start_creates_nothing_and_the_admin_gets_back_in() {
     // Only for active admins, one line otherwise.
     let (code, _, err) = run_bin(dir.path(), &["admin", "login-link", "nobody@example.com"]);
     assert_one_line_error(code, &err, "no member has the email nobody@example.com");
+}
+
+/// Issue 18: following the README's two Entra recipes gave two connections
+/// named "Entra ID", after which `roster token revoke "Entra ID"` failed. A
+/// name now names one live static token and one OAuth client; revoking by
+/// name works, and the name is free again afterwards.
+#[test]
+fn r18_a_name_names_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(run_bin(d, &["init"]).0, 0);
+    let (code, _, err) = run_bin(d, &["token", "create", "--name", "Entra ID"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_bin(d, &["token", "create", "--name", "entra id"]);
+    assert_one_line_error(code, &err, "a connection named \"entra id\" already exists");
+    // An OAuth client may share a static token's name; `token revoke` then
+    // picks the static token.
+    let (code, _, err) = run_bin(d, &["client", "add", "--name", "Entra ID", "--service"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_bin(d, &["client", "add", "--name", "ENTRA ID", "--service"]);
+    assert_one_line_error(code, &err, "an OAuth client named \"ENTRA ID\" already exists");
+    let (code, out, err) = run_bin(d, &["token", "revoke", "Entra ID"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Revoked connection \"Entra ID\""), "{out}");
+    let (code, _, err) = run_bin(d, &["token", "create", "--name", "Entra ID"]);
+    assert_eq!(code, 0, "a revoked connection's name is free again: {err}");
 }
