@@ -954,3 +954,53 @@ async fn every_console_section_opens_from_the_side_navigation() {
     b.close().await;
     s.stop().await;
 }
+
+/// Issue 18: an admin who signed in with the first link, never chose a
+/// password and whose session ended is locked out of password sign-in;
+/// `roster admin login-link` (the same command the CLI sends over the
+/// control socket) prints a link that gets them back in, in a real browser,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_admin_login_link_gets_a_locked_out_admin_back_in() {
+    let Some(b) = Browser::start().await else { return };
+    let (s, login_url) = start_with_init_link().await;
+    let first = admin(&s).await;
+    b.goto(&local(&s, &login_url)).await;
+    wait_text(&b, "main h1", "Sign in").await;
+    press(&b, "Sign in").await;
+    wait_path(&b, &s, "/").await;
+    wait_text(&b, "main h1", ADMIN).await;
+    press(&b, "Sign out").await;
+    wait_path(&b, &s, "/login").await;
+    assert_eq!(sessions_of(&s, first.id).await, 0, "signed out");
+    assert_eq!(admin(&s).await.password_hash, None, "no password: locked out");
+
+    let out = roster::control::execute(
+        &s.app,
+        roster::control::AdminRequest::AdminLoginLink { email: ADMIN.into() },
+    )
+    .await
+    .expect("login-link for the first admin");
+    let link: String = out
+        .split_whitespace()
+        .find(|w| w.contains("/login/link?token=rst_login_"))
+        .unwrap_or_else(|| panic!("no link in {out}"))
+        .to_owned();
+    assert_ne!(link, login_url, "a fresh link");
+    b.goto(&local(&s, &link)).await;
+    wait_text(&b, "main h1", "Sign in").await;
+    press(&b, "Sign in").await;
+    wait_path(&b, &s, "/").await;
+    wait_text(&b, "main h1", ADMIN).await;
+    b.goto(&format!("{}/admin/members", base(&s))).await;
+    wait_path(&b, &s, "/admin/members").await;
+    b.screenshot("r18-login-link-back-in").await;
+    assert_eq!(sessions_of(&s, first.id).await, 1);
+    let issued = audit_of(&s, "member.login_link_issued", &format!("member:{}", first.id)).await;
+    assert_eq!(issued.len(), 1, "{issued:?}");
+
+    // Once only.
+    b.goto(&local(&s, &link)).await;
+    wait_text(&b, "main h1", "This link is not valid").await;
+    s.stop().await;
+}
