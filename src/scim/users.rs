@@ -112,6 +112,26 @@ pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> 
         .map_err(|e| ScimError::bad("invalidSyntax", format!("the request body is not valid JSON: {e}")))
 }
 
+/// Bodies above this are parsed and checked on the blocking pool: a body
+/// near the 1 MiB limit costs milliseconds of CPU, which on an async worker
+/// would stall every other request it serves (issue 17).
+const INLINE_BODY_BYTES: usize = 64 << 10;
+
+/// Runs `f` (parsing and validating a request body of `len` bytes) where it
+/// cannot delay other requests: inline when small, else on the blocking pool.
+pub(crate) async fn off_worker<T: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> Result<T, ScimError> + Send + 'static,
+) -> Result<T, ScimError> {
+    if len <= INLINE_BODY_BYTES {
+        return f();
+    }
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "body parsing task failed");
+        ScimError::internal()
+    })?
+}
+
 /// Ids are accepted only in the form roster writes them (hyphenated), not
 /// the braced, URN or simple forms the uuid parser also knows.
 pub(crate) fn canonical_id(id: &str) -> Option<Uuid> {
@@ -242,8 +262,10 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let q = Query::parse(&params, &USER, false)?;
-    let body = json_body(&headers, &body)?;
-    let ingested = model::ingest_body(&body, None)?;
+    let ingested = off_worker(body.len(), move || {
+        model::ingest_body(&json_body(&headers, &body)?, None)
+    })
+    .await?;
     let mut input = ingested.input;
     input.password_hash = maybe_hash(&app, ingested.password).await?;
     let fresh = Fresh::new(&app);
@@ -306,12 +328,15 @@ pub async fn replace(
 ) -> Result<Response, ScimError> {
     let q = Query::parse(&params, &USER, false)?;
     let uid = parse_id(&id)?;
-    let body = json_body(&headers, &body)?;
-    let ingested = model::ingest_body(&body, Some(&uid.to_string()))?;
+    let own = uid.to_string();
+    let (expected, h) = (if_match(&headers), headers);
+    let ingested = off_worker(body.len(), move || {
+        model::ingest_body(&json_body(&h, &body)?, Some(&own))
+    })
+    .await?;
     let mut input = ingested.input;
     input.password_hash = maybe_hash(&app, ingested.password).await?;
     let fresh = Fresh::new(&app);
-    let expected = if_match(&headers);
     let c = ctx.clone();
     let r = app
         .store
@@ -338,18 +363,21 @@ pub async fn modify(
 ) -> Result<Response, ScimError> {
     let q = Query::parse(&params, &USER, false)?;
     let uid = parse_id(&id)?;
-    let body = json_body(&headers, &body)?;
-    let ops = patch::parse_patch(&body)?;
-    // Sizes and characters are checked here, before the writer: the batch
-    // only applies and stores (issue 17).
-    for op in &ops {
-        if let Some(v) = &op.value {
-            model::check_values(v, &model::value_path(op.path.as_ref()))?;
+    let (expected, h) = (if_match(&headers), headers);
+    let ops = off_worker(body.len(), move || {
+        let ops = patch::parse_patch(&json_body(&h, &body)?)?;
+        // Sizes and characters are checked here, before the writer: the
+        // batch only applies and stores (issue 17).
+        for op in &ops {
+            if let Some(v) = &op.value {
+                model::check_values(v, &model::value_path(op.path.as_ref()))?;
+            }
         }
-    }
+        Ok::<_, ScimError>(ops)
+    })
+    .await?;
     let password_hash = maybe_hash(&app, model::patch_password(&ops)).await?;
     let fresh = Fresh::new(&app);
-    let expected = if_match(&headers);
     let public_url = app.config.public_url.clone();
     let c = ctx.clone();
     let r = app
