@@ -1181,7 +1181,32 @@ pub struct AuditLine {
     pub action: String,
     pub target: String,
     pub target_link: Option<String>,
+    /// The details as compact JSON, or for long ones the start of it.
     pub detail: String,
+    /// Long details in full, indented, shown when the row is opened.
+    pub detail_full: Option<String>,
+}
+
+/// Details longer than this (compact JSON, in chars) are shown as their
+/// first `DETAIL_PREVIEW` chars, opening to the whole: a 2 KB IdP update in
+/// full would make its row a screen tall and squeeze the other columns.
+const DETAIL_INLINE: usize = 160;
+const DETAIL_PREVIEW: usize = 100;
+
+/// (what the row shows, the whole when that is only a preview).
+fn audit_detail(d: &serde_json::Value) -> (String, Option<String>) {
+    let compact = match d {
+        serde_json::Value::Object(o) if o.is_empty() => return (String::new(), None),
+        serde_json::Value::Null => return (String::new(), None),
+        d => d.to_string(),
+    };
+    if compact.chars().count() <= DETAIL_INLINE {
+        return (compact, None);
+    }
+    let mut preview: String = compact.chars().take(DETAIL_PREVIEW).collect();
+    preview.push('…');
+    let full = serde_json::to_string_pretty(d).unwrap_or(compact);
+    (preview, Some(full))
 }
 
 #[derive(Template)]
@@ -1247,18 +1272,18 @@ pub async fn audit(State(app): State<App>, a: Admin, Query(aq): Query<AuditQuery
         rows: page
             .rows
             .into_iter()
-            .map(|(seq, e)| AuditLine {
-                seq,
-                at: when(e.at_ms),
-                actor: views::actor_label(&e.actor),
-                action: e.action,
-                target_link: target_link(&e.target),
-                target: e.target,
-                detail: match &e.detail {
-                    serde_json::Value::Object(o) if o.is_empty() => String::new(),
-                    serde_json::Value::Null => String::new(),
-                    d => d.to_string(),
-                },
+            .map(|(seq, e)| {
+                let (detail, detail_full) = audit_detail(&e.detail);
+                AuditLine {
+                    seq,
+                    at: when(e.at_ms),
+                    actor: views::actor_label(&e.actor),
+                    action: e.action,
+                    target_link: target_link(&e.target),
+                    target: e.target,
+                    detail,
+                    detail_full,
+                }
             })
             .collect(),
         next: page.next.map(|n| format!("{base}&before={n}")),

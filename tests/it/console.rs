@@ -1611,7 +1611,10 @@ async fn static_tokens_are_shown_once_work_record_use_and_revoke() {
     );
     let g = ok_page(&mut web, "/admin/connections?done=revoked").await;
     let row = row_with(&g.text, "Entra prod").unwrap();
-    assert!(row.contains("revoked ") && !row.contains("value=\"revoke\""), "{row}");
+    assert!(
+        row.contains(">revoked</span>") && !row.contains("value=\"revoke\""),
+        "{row}"
+    );
     // Revoking again: a message, no second row.
     let n = audit(&s).await.len();
     let r = post(
@@ -1826,7 +1829,10 @@ async fn oauth_grants_are_listed_and_revoked_from_the_connections_page() {
     assert_audited(&audit(&s).await, "oauth.grant_revoked", &format!("grant:{grant}"), &me);
     let p = ok_page(&mut web, "/admin/connections").await;
     let row = row_with(&p.text, "<td class=\"strong\">Entra ID</td>").unwrap_or_else(|| panic!("{p}"));
-    assert!(row.contains("revoked ") && !row.contains("revoke_grant"), "{row}");
+    assert!(
+        row.contains(">revoked</span>") && !row.contains("revoke_grant"),
+        "{row}"
+    );
     let r = post(
         &mut web,
         "/admin/connections",

@@ -8,6 +8,7 @@ mod support;
 mod backup;
 mod browser;
 mod browser_console;
+mod browser_layout;
 mod browser_oauth;
 mod cli;
 mod config;

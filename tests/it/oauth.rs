@@ -85,7 +85,7 @@ pub fn params_of(location: &str) -> HashMap<String, String> {
 }
 
 /// The usual Okta authorization request for `client`.
-fn authz(client: &str, redirect: &str, state: &str) -> Vec<(String, String)> {
+pub fn authz(client: &str, redirect: &str, state: &str) -> Vec<(String, String)> {
     [
         ("response_type", "code"),
         ("client_id", client),
@@ -133,7 +133,7 @@ async fn submit_consent(web: &mut Web<'_>, page: &Page, decision: &str) -> Page 
 }
 
 /// Consent as the signed-in `web` and return the code from the redirect.
-async fn code_via(web: &mut Web<'_>, pairs: &[(String, String)]) -> String {
+pub async fn code_via(web: &mut Web<'_>, pairs: &[(String, String)]) -> String {
     let page = web.get(&authz_path(pairs)).await;
     let r = submit_consent(web, &page, "confirm").await;
     assert_eq!(r.status, 303, "consent confirm: {r}");
@@ -244,7 +244,7 @@ async fn token(s: &TestServer, pairs: &[(&str, &str)], auth: Option<(&str, &str)
     post(s, "/oauth/token", pairs, auth).await
 }
 
-async fn exchange(s: &TestServer, code: &str, id: &str, secret: &str) -> Tok {
+pub async fn exchange(s: &TestServer, code: &str, id: &str, secret: &str) -> Tok {
     token(
         s,
         &[
