@@ -134,6 +134,19 @@ struct RawServer {
 struct RawTls {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    /// `[tls.acme]` (or `acme = { ... }` inline): get the certificate over ACME.
+    acme: Option<RawAcme>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory: Option<String>,
+    contact: Option<String>,
+    names: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    http_listen: Option<String>,
+    renew_before_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +185,31 @@ pub enum TlsSource {
     SelfSigned,
     /// The operator's PEM certificate chain and private key.
     Files { cert: PathBuf, key: PathBuf },
+    /// Obtained and renewed over ACME (RFC 8555), kept in `data_dir/acme/`;
+    /// the self-signed certificate is served until the first one arrives.
+    Acme(AcmeConfig),
+}
+
+/// Let's Encrypt's production directory, the default ACME CA.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// `[tls.acme]`: where and for which names roster orders its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The CA's RFC 8555 directory URL (https).
+    pub directory: String,
+    /// Address the CA may write to about the account (without `mailto:`).
+    pub contact: Option<String>,
+    /// DNS names the certificate covers; the first is its subject.
+    pub names: Vec<String>,
+    /// A PEM root certificate trusted for the directory in addition to the
+    /// system's CA store (a private or test CA such as pebble).
+    pub ca_file: Option<PathBuf>,
+    /// Plain-HTTP listener for HTTP-01 challenges (and redirects to HTTPS);
+    /// without it challenges are answered with TLS-ALPN-01 on `server.listen`.
+    pub http_listen: Option<SocketAddr>,
+    /// A certificate with less than this left is renewed.
+    pub renew_before: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,7 +505,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let tls = match (raw.tls.cert, raw.tls.key) {
-        (None, None) => TlsSource::SelfSigned,
+        (None, None) => match raw.tls.acme {
+            None => TlsSource::SelfSigned,
+            Some(acme) => TlsSource::Acme(validate_acme(acme, &public_host, listen)?),
+        },
+        // Two sources for one certificate would leave it unclear which one
+        // is served after a renewal or a SIGHUP.
+        (Some(_), _) | (_, Some(_)) if raw.tls.acme.is_some() => {
+            return Err(invalid(
+                "tls.acme",
+                "cannot be combined with tls.cert / tls.key: use either your own PEM files or ACME",
+            ));
+        }
         (Some(cert), Some(key)) => {
             check_readable("tls.cert", &cert)?;
             check_readable("tls.key", &key)?;
@@ -651,6 +700,106 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ),
         },
     })
+}
+
+fn validate_acme(raw: RawAcme, public_host: &str, listen: SocketAddr) -> Result<AcmeConfig, ConfigError> {
+    let directory = raw.directory.unwrap_or_else(|| LETS_ENCRYPT_DIRECTORY.to_owned());
+    // RFC 8555 §6.1: ACME runs over HTTPS only.
+    let dir_ok = directory
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace));
+    if !dir_ok {
+        return Err(invalid(
+            "tls.acme.directory",
+            format!("{directory:?} is not an https:// URL of an ACME directory, e.g. \"{LETS_ENCRYPT_DIRECTORY}\""),
+        ));
+    }
+    let contact = match raw.contact {
+        None => None,
+        Some(c) => {
+            let c = c.strip_prefix("mailto:").unwrap_or(&c).to_owned();
+            if !crate::workspace::plausible_email(&c) {
+                return Err(invalid("tls.acme.contact", format!("{c:?} is not an email address")));
+            }
+            Some(c)
+        }
+    };
+    let names = match raw.names {
+        Some(names) => names,
+        None => vec![public_host.to_owned()],
+    };
+    if names.is_empty() {
+        return Err(invalid("tls.acme.names", "must name at least one host"));
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        if n.parse::<std::net::IpAddr>().is_ok() {
+            return Err(invalid(
+                "tls.acme.names",
+                format!(
+                    "{n:?} is an IP address; ACME certificates here are for host names (set server.public_url to a host name, or list names)"
+                ),
+            ));
+        }
+        if n.starts_with("*.") {
+            return Err(invalid(
+                "tls.acme.names",
+                format!("{n:?}: wildcard names need DNS-01 validation, which roster does not do"),
+            ));
+        }
+        if !dns_name(&n) {
+            return Err(invalid("tls.acme.names", format!("{n:?} is not a DNS host name")));
+        }
+        if !checked.contains(&n) {
+            checked.push(n);
+        }
+    }
+    let http_listen = match raw.http_listen {
+        None => None,
+        Some(text) => {
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                invalid(
+                    "tls.acme.http_listen",
+                    format!("{text:?} is not an address with a port, e.g. \"0.0.0.0:80\""),
+                )
+            })?;
+            if addr == listen {
+                return Err(invalid(
+                    "tls.acme.http_listen",
+                    "must differ from server.listen (one serves plain HTTP, the other HTTPS)",
+                ));
+            }
+            Some(addr)
+        }
+    };
+    if let Some(f) = &raw.ca_file {
+        check_readable("tls.acme.ca_file", f)?;
+    }
+    Ok(AcmeConfig {
+        directory,
+        contact,
+        names: checked,
+        ca_file: raw.ca_file,
+        http_listen,
+        renew_before: Duration::from_secs(
+            86_400 * bounded("tls.acme.renew_before_days", raw.renew_before_days, 30, 1, 365)?,
+        ),
+    })
+}
+
+/// A DNS host name: dot-separated labels of letters, digits and inner
+/// hyphens, each 1..=63 long, 253 in all.
+fn dns_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 fn validate_mail(raw: RawMail) -> Result<MailConfig, ConfigError> {
@@ -987,6 +1136,88 @@ mod tests {
                 "[mail]\nsmtp_host = \"h\"\nfrom = \"r@example.com\"\nsmtp_hots = \"x\"\n",
                 "mail.smtp_hots",
             ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn acme_section_defaults_and_shapes() {
+        let c = parse("[server]\npublic_url = \"https://Roster.Example.com:8443\"\n[tls.acme]\n").unwrap();
+        let TlsSource::Acme(a) = c.tls else {
+            panic!("{:?}", c.tls)
+        };
+        assert_eq!(a.directory, LETS_ENCRYPT_DIRECTORY);
+        assert_eq!(a.names, vec!["roster.example.com".to_owned()]);
+        assert_eq!(a.contact, None);
+        assert_eq!(a.http_listen, None);
+        assert_eq!(a.ca_file, None);
+        assert_eq!(a.renew_before, Duration::from_secs(30 * 86_400));
+
+        // The inline-table form is the same thing.
+        let c = parse(
+            "[tls]\nacme = { directory = \"https://acme-staging-v02.api.letsencrypt.org/directory\", contact = \"mailto:ops@example.com\", names = [\"a.example.com\", \"B.example.com.\", \"a.example.com\"], http_listen = \"0.0.0.0:80\", renew_before_days = 20 }\n",
+        )
+        .unwrap();
+        let TlsSource::Acme(a) = c.tls else {
+            panic!("{:?}", c.tls)
+        };
+        assert_eq!(a.directory, "https://acme-staging-v02.api.letsencrypt.org/directory");
+        assert_eq!(a.contact.as_deref(), Some("ops@example.com"));
+        assert_eq!(a.names, vec!["a.example.com".to_owned(), "b.example.com".to_owned()]);
+        assert_eq!(a.http_listen, Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(a.renew_before, Duration::from_secs(20 * 86_400));
+    }
+
+    #[test]
+    fn acme_errors_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        std::fs::write(&key, "x").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let both = format!(
+            "[tls]\ncert = \"{k}\"\nkey = \"{k}\"\n[tls.acme]\ncontact = \"ops@example.com\"\n",
+            k = key.display()
+        );
+        let half = format!("[tls]\ncert = \"{k}\"\n[tls.acme]\n", k = key.display());
+        for (text, key) in [
+            (both.as_str(), "tls.acme: cannot be combined with tls.cert"),
+            (half.as_str(), "tls.acme: cannot be combined"),
+            (
+                "[tls.acme]\ndirectory = \"http://ca.example/dir\"\n",
+                "tls.acme.directory",
+            ),
+            ("[tls.acme]\ncontact = \"nobody\"\n", "tls.acme.contact"),
+            ("[tls.acme]\nnames = []\n", "tls.acme.names"),
+            (
+                "[tls.acme]\nnames = [\"*.example.com\"]\n",
+                "tls.acme.names: \"*.example.com\": wildcard",
+            ),
+            ("[tls.acme]\nnames = [\"bad name\"]\n", "tls.acme.names"),
+            (
+                "[tls.acme]\nnames = [\"10.0.0.1\"]\n",
+                "tls.acme.names: \"10.0.0.1\" is an IP address",
+            ),
+            (
+                "[server]\npublic_url = \"https://192.0.2.1\"\n[tls.acme]\n",
+                "tls.acme.names",
+            ),
+            ("[tls.acme]\nhttp_listen = \"80\"\n", "tls.acme.http_listen"),
+            (
+                "[server]\nlisten = \"0.0.0.0:80\"\n[tls.acme]\nhttp_listen = \"0.0.0.0:80\"\n",
+                "tls.acme.http_listen: must differ",
+            ),
+            ("[tls.acme]\nrenew_before_days = 0\n", "tls.acme.renew_before_days"),
+            ("[tls.acme]\nca_file = \"/nonexistent/root.pem\"\n", "tls.acme.ca_file"),
+            (
+                "[tls.acme]\ndirectroy = \"https://x\"\n",
+                "tls.acme.directroy: unknown field",
+            ),
+            ("[tls]\nacme = { emial = \"x\" }\n", "unknown field `emial`"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

@@ -92,6 +92,10 @@ pub struct AppParts {
     pub auth_cache: Arc<workspace::connections::AuthCache>,
     /// Wakes the mail delivery worker (a retried mail); it also polls.
     pub mail_wake: Arc<tokio::sync::Notify>,
+    /// The served certificate (issuer, names, expiry, self-signed) and the
+    /// ACME worker's record (last success, last error, next attempt),
+    /// kept current by the server for admin pages: `app.tls_status.get()`.
+    pub tls_status: Arc<server::tls::TlsStatusCell>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +159,7 @@ impl App {
             throttle: Arc::new(ratelimit::Throttle::default()),
             auth_cache: Arc::default(),
             mail_wake: Arc::new(tokio::sync::Notify::new()),
+            tls_status: Arc::default(),
         })))
     }
 

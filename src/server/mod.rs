@@ -4,6 +4,7 @@
 //! accepting, lets in-flight requests finish within a bound, then closes the
 //! database.
 
+pub mod acme;
 mod conn;
 pub mod forwarded;
 pub mod notify;
@@ -41,7 +42,9 @@ pub struct Running {
     tls: TlsReloader,
 }
 
-/// Re-reads the TLS certificate and key (SIGHUP, renewal).
+/// Re-reads the TLS certificate and key (SIGHUP, renewal); with ACME it
+/// also asks the worker to check now (a SIGHUP retries a failed order
+/// without waiting out the backoff).
 #[derive(Clone)]
 pub struct TlsReloader {
     app: App,
@@ -61,12 +64,19 @@ impl TlsReloader {
             Ok(false) => tracing::info!("TLS certificate reloaded: unchanged"),
             Err(e) => tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate"),
         }
+        self.resolver.acme_wake().notify_one();
         r
     }
 
     /// The end-entity certificate now served.
     pub fn current_cert(&self) -> Option<rustls_pki_types::CertificateDer<'static>> {
         self.resolver.current_cert()
+    }
+
+    /// The served certificate and the ACME worker's record (the same as
+    /// `App::tls_status`).
+    pub fn status(&self) -> tls::TlsStatus {
+        self.resolver.status().get()
     }
 }
 
@@ -112,7 +122,8 @@ pub async fn start_on(app: App, listener: TcpListener) -> Result<Running, ServeE
     let (tls_config, resolver) = {
         let config = app.config.clone();
         let clock = app.clock.clone();
-        tokio::task::spawn_blocking(move || tls::server_config(&config, clock.as_ref()))
+        let status = app.tls_status.clone();
+        tokio::task::spawn_blocking(move || tls::server_config(&config, clock.as_ref(), status))
             .await
             .map_err(|e| tls::TlsError::Generate(e.to_string()))??
     };
@@ -124,13 +135,17 @@ pub async fn start_on(app: App, listener: TcpListener) -> Result<Running, ServeE
         addr: app.config.listen,
         source,
     })?;
+    let acme_http = acme::bind_http(&app).await?;
     let (stop, stop_rx) = watch::channel(false);
     let control = tokio::spawn(crate::control::serve(app.clone(), stop_rx.clone()));
     let snapshots = tokio::spawn(scheduled::run(app.clone(), stop_rx.clone()));
     let housekeeping = tokio::spawn(scheduled::housekeeping(app.clone(), stop_rx.clone()));
     let mail = tokio::spawn(crate::mail::run(app.clone(), stop_rx.clone()));
-    let renew = (app.config.tls == crate::config::TlsSource::SelfSigned)
+    // With ACME the self-signed certificate is the fallback until the first
+    // order succeeds, so it is kept fresh there too.
+    let renew = (!matches!(app.config.tls, crate::config::TlsSource::Files { .. }))
         .then(|| tokio::spawn(renew_self_signed(reloader.clone(), stop_rx.clone())));
+    let acme_tasks = acme::spawn(&app, &reloader.resolver, acme_http, &stop_rx);
     let watchdog =
         notify::watchdog_interval().map(|every| tokio::spawn(notify::watchdog(app.clone(), every, stop_rx.clone())));
     let task = tokio::spawn(async move {
@@ -143,6 +158,9 @@ pub async fn start_on(app: App, listener: TcpListener) -> Result<Running, ServeE
         let _ = housekeeping.await;
         let _ = mail.await;
         if let Some(t) = renew {
+            let _ = t.await;
+        }
+        for t in acme_tasks {
             let _ = t.await;
         }
         if let Some(t) = watchdog {
@@ -267,6 +285,9 @@ async fn serve(app: App, listener: TcpListener, acceptor: TlsAcceptor, mut stop:
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
+            };
+            let Some(tls) = tls::unless_acme_validation(tls).await else {
+                return;
             };
             // The idle clock starts after the handshake, which has its own bound.
             let activity = Arc::new(conn::Activity::new());

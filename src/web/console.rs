@@ -259,8 +259,243 @@ pub struct ActionForm {
     verified: String,
 }
 
-pub async fn index(_a: Admin) -> Response {
-    see(paths::ADMIN_MEMBERS.to_owned())
+// ---------------------------------------------------------------- overview
+
+/// One item of the getting-started checklist.
+pub struct CheckItem {
+    pub title: &'static str,
+    /// `done`, `todo` or `warn` (a CSS class).
+    pub state: &'static str,
+    pub state_label: &'static str,
+    pub badge: &'static str,
+    pub lines: Vec<String>,
+    /// Where in the console it is fixed.
+    pub link: Option<(String, String)>,
+    /// The README section that explains it.
+    pub doc: Option<&'static str>,
+}
+
+impl CheckItem {
+    fn new(title: &'static str, done: bool) -> CheckItem {
+        let (state, state_label, badge) = if done {
+            ("done", "done", "ok")
+        } else {
+            ("todo", "to do", "warn")
+        };
+        CheckItem {
+            title,
+            state,
+            state_label,
+            badge,
+            lines: Vec::new(),
+            link: None,
+            doc: None,
+        }
+    }
+
+    fn warn(mut self) -> CheckItem {
+        (self.state, self.state_label, self.badge) = ("warn", "attention", "status-suspended");
+        self
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_overview.html")]
+struct OverviewPage {
+    c: Chrome,
+    items: Vec<CheckItem>,
+    scim_url: String,
+}
+
+/// `/admin`: a checklist of what a new installation needs, each item read
+/// from the real state and linked to where it is fixed (issue 18).
+pub async fn index(State(app): State<App>, a: Admin) -> Response {
+    let now = app.clock.now_ms();
+    let (ws, conns, grants) = match (
+        crate::workspace::get(&app.store).await,
+        connections::list(&app).await,
+        oauth::grants(&app).await,
+    ) {
+        (Ok(w), Ok(c), Ok(g)) => (w, c, g),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return store_failed(&a, e),
+    };
+    let mut items = Vec::new();
+
+    let has_password = a.live.member.password_hash.is_some();
+    let mut i = CheckItem::new("Your password", has_password);
+    if has_password {
+        i.lines.push("You sign in with your email and password.".into());
+    } else {
+        i.lines.push(
+            "You signed in with a one-time link and have no password yet: when this session ends you need another link (roster admin login-link). Send yourself a set-password link."
+                .into(),
+        );
+        i.link = Some((
+            format!("/admin/members/{}", a.live.member.id),
+            "Your member page".into(),
+        ));
+    }
+    i.doc = Some("Signing in");
+    items.push(i);
+
+    let verified: Vec<String> = ws
+        .map(|w| w.domains.into_iter().filter(|d| d.verified).map(|d| d.name).collect())
+        .unwrap_or_default();
+    let mut i = CheckItem::new("A verified email domain", !verified.is_empty());
+    i.lines.push(if verified.is_empty() {
+        "No verified domain: everyone an identity provider provisions is invited and must accept a mail first.".into()
+    } else {
+        format!(
+            "Verified: {}. People on these domains are active as soon as they are provisioned.",
+            verified.join(", ")
+        )
+    });
+    i.link = Some(("/admin/domains".into(), "Domains".into()));
+    items.push(i);
+
+    let live_tokens: Vec<_> = conns
+        .iter()
+        .filter(|c| c.kind == ConnectionKind::StaticToken && c.revoked_ms.is_none())
+        .collect();
+    let live_grants: Vec<_> = grants.iter().filter(|g| g.grant.revoked_ms.is_none()).collect();
+    let mut i = CheckItem::new(
+        "An identity provider connected",
+        !live_tokens.is_empty() || !live_grants.is_empty(),
+    );
+    for c in &live_tokens {
+        i.lines.push(format!(
+            "Static token \u{201c}{}\u{201d}: last call {}.",
+            c.name,
+            when_opt(c.last_used_ms)
+        ));
+    }
+    for g in &live_grants {
+        i.lines.push(format!(
+            "OAuth grant of \u{201c}{}\u{201d} (authorised by {}): last call {}.",
+            g.client_name,
+            g.authorized_by.as_deref().unwrap_or("client credentials"),
+            when_opt(g.grant.last_used_ms)
+        ));
+    }
+    if i.lines.is_empty() {
+        i.lines
+            .push("No identity provider can provision this workspace yet.".into());
+    }
+    i.link = Some(("/admin/connections".into(), "IdP connections".into()));
+    i.doc = Some("Connecting an identity provider with a static token");
+    items.push(i);
+
+    items.push(certificate_item(&app, now));
+
+    let mail = crate::mail::configured(&app);
+    let mut i = CheckItem::new("Mail delivery", mail);
+    i.lines.push(if mail {
+        "Mails (invitations, welcome and set-password links) are delivered over SMTP.".into()
+    } else {
+        "No [mail] configured: mails stay in the outbox, where you can open one and hand its link over by hand.".into()
+    });
+    if !mail {
+        i = i.warn();
+    }
+    i.link = Some(("/admin/mail".into(), "Mail outbox".into()));
+    i.doc = Some("Mail");
+    items.push(i);
+
+    let mut i = CheckItem::new("Scheduled snapshots", app.config.backup.is_some());
+    match &app.config.backup {
+        Some(b) => i.lines.push(format!(
+            "Every {} minutes into {}, the newest {} kept: back up by copying the newest file there.",
+            b.interval.as_secs() / 60,
+            b.dir.display(),
+            b.keep
+        )),
+        None => {
+            i.lines
+                .push("Off: set [backup] dir in the config so an ordinary file backup holds a consistent copy.".into());
+            i = i.warn();
+        }
+    }
+    i.doc = Some("Backup and restore");
+    items.push(i);
+
+    let page = OverviewPage {
+        c: a.chrome("overview", None),
+        items,
+        scim_url: format!("{}{}", app.config.public_url, paths::SCIM),
+    };
+    let mut resp = render(StatusCode::OK, &page);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The serving certificate: issuer, names, expiry, and whether Okta's and
+/// Entra's cloud services would accept it (publicly trusted, not expiring,
+/// naming `public_url`'s host).
+fn certificate_item(app: &App, now: i64) -> CheckItem {
+    let status = app.tls_status.get();
+    let Some(cert) = status.certificate else {
+        let mut i = CheckItem::new("The serving certificate", false).warn();
+        i.lines.push("No certificate is known yet.".into());
+        return i;
+    };
+    let days_left = (cert.not_after_ms - now) / 86_400_000;
+    let host = &app.config.public_host;
+    let names_host = cert.names.iter().any(|n| {
+        n.eq_ignore_ascii_case(host)
+            || n.strip_prefix("*.").is_some_and(|w| {
+                host.split_once('.')
+                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(w))
+            })
+    });
+    let ok = !cert.self_signed && days_left >= 14 && names_host;
+    let mut i = CheckItem::new("The serving certificate", ok);
+    i.lines.push(format!(
+        "Issued by {} for {}; valid until {} ({} days left).",
+        cert.issuer,
+        cert.names.join(", "),
+        when(cert.not_after_ms),
+        days_left
+    ));
+    if cert.self_signed {
+        i.lines.push(
+            "It is self-signed: Okta's and Microsoft Entra's cloud provisioning will refuse it (Test API Credentials / Test Connection fail). Use ACME, your own certificate, or an on-premises provisioning agent that trusts this one (roster tls export-cert)."
+                .into(),
+        );
+    }
+    if !names_host {
+        i.lines.push(format!(
+            "It does not name {host}, the host of public_url: clients will refuse it."
+        ));
+    }
+    if days_left < 14 {
+        i.lines.push("It expires soon.".into());
+    }
+    if let Some(acme) = &status.acme {
+        match (&acme.last_error, acme.last_success_ms) {
+            (Some(e), _) => i.lines.push(format!(
+                "ACME: the last attempt failed ({e}); next try {}.",
+                when_opt(acme.next_attempt_ms)
+            )),
+            (None, Some(t)) => i.lines.push(format!(
+                "ACME ({}): obtained {}; next check {}.",
+                acme.challenge,
+                when(t),
+                when_opt(acme.next_attempt_ms)
+            )),
+            (None, None) => i
+                .lines
+                .push(format!("ACME ({}): obtaining the first certificate.", acme.challenge)),
+        }
+        if acme.last_error.is_some() {
+            i = i.warn();
+        }
+    }
+    if !ok {
+        i = i.warn();
+    }
+    i.doc = Some("Where roster must be reachable");
+    i
 }
 
 // ---------------------------------------------------------------- members

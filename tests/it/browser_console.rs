@@ -369,6 +369,10 @@ async fn first_admin_signs_in_with_the_init_link_and_reaches_the_console() {
     wait_path(&b, &s, "/").await;
     wait_text(&b, "main h1", ADMIN).await;
     follow(&b, "Admin console").await;
+    // The console opens on its getting-started overview (issue 18).
+    wait_path(&b, &s, "/admin").await;
+    wait_text(&b, "main h1", "Getting started").await;
+    follow(&b, "Members").await;
     wait_path(&b, &s, "/admin/members").await;
     xpath(&b, "the members heading", "//h1[normalize-space(.)='Members']").await;
     xpath(

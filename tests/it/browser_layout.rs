@@ -453,7 +453,7 @@ async fn console_pages_do_not_overflow_at_1280_and_1024() {
 
     // (screenshot name, path, what its heading says)
     let pages: Vec<(&str, String, String)> = vec![
-        ("admin", "/admin".into(), "Members".into()),
+        ("admin", "/admin".into(), "Getting started".into()),
         ("members", "/admin/members".into(), "Members".into()),
         ("member-new", "/admin/members/new".into(), "Invite a member".into()),
         ("member", format!("/admin/members/{}", seeded.member), long_name(0)),

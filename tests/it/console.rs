@@ -440,8 +440,9 @@ async fn console_requires_sign_in_and_comes_back_after_it() {
     let p = ok_page(&mut web, "/admin/members").await;
     assert!(p.text.contains("<h1>Members</h1>"), "{p}");
     assert!(p.text.contains(ADMIN), "{p}");
-    // `/admin` itself goes to the member list.
-    assert_see(&web.get("/admin").await, "/admin/members");
+    // `/admin` itself is the getting-started overview (issue 18).
+    let p = ok_page(&mut web, "/admin").await;
+    assert!(p.text.contains("<h1>Getting started</h1>"), "{p}");
 }
 
 #[tokio::test]
@@ -2653,4 +2654,64 @@ async fn console_pages_have_headings_landmarks_and_labelled_controls() {
             );
         }
     }
+}
+
+/// Issue 18: `/admin` is a checklist read from the real state: this admin's
+/// password, a verified domain, connected IdPs with their last call, the
+/// serving certificate (self-signed: Okta and Entra would refuse it), mail
+/// delivery and scheduled snapshots, each linked to where it is fixed.
+#[tokio::test]
+async fn r18_overview_checklist_reads_real_state() {
+    let s = TestServer::start().await;
+    let mut web = admin_web(&s).await;
+    let p = ok_page(&mut web, "/admin").await;
+    let item = |p: &Page, title: &str| -> String {
+        let at = p
+            .text
+            .find(&format!("<h2>{title}</h2>"))
+            .unwrap_or_else(|| panic!("no item {title}: {p}"));
+        let start = p.text[..at].rfind("<li class=\"card check").unwrap();
+        let end = at + p.text[at..].find("</li>").unwrap();
+        p.text[start..end].to_owned()
+    };
+    assert!(
+        item(&p, "Your password").contains("check done"),
+        "admin_web set a password"
+    );
+    let d = item(&p, "A verified email domain");
+    assert!(d.contains("check todo") && d.contains("href=\"/admin/domains\""), "{d}");
+    let i = item(&p, "An identity provider connected");
+    assert!(
+        i.contains("check todo") && i.contains("href=\"/admin/connections\""),
+        "{i}"
+    );
+    let c = item(&p, "The serving certificate");
+    assert!(
+        c.contains("check warn") && c.contains("self-signed") && c.contains("refuse it"),
+        "{c}"
+    );
+    assert!(c.contains("localhost"), "names: {c}");
+    assert!(item(&p, "Mail delivery").contains("check warn"));
+    assert!(item(&p, "Scheduled snapshots").contains("check warn"));
+
+    // Domain verified and an IdP that has called: those items are done,
+    // and the connection's last call is shown.
+    domain(&s, "example.com", true).await;
+    let (tok, _) = connection(&s, "Entra ID").await;
+    assert_eq!(scim(&s, "GET", "/Users", Some(&tok), None).await.status, 200);
+    let mut p = ok_page(&mut web, "/admin").await;
+    for _ in 0..50 {
+        if !item(&p, "An identity provider connected").contains("last call never") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        p = ok_page(&mut web, "/admin").await;
+    }
+    assert!(item(&p, "A verified email domain").contains("check done"));
+    let i = item(&p, "An identity provider connected");
+    assert!(
+        i.contains("check done") && i.contains("Entra ID") && !i.contains("last call never"),
+        "{i}"
+    );
+    s.stop().await;
 }

@@ -5,6 +5,7 @@
 mod scim_support;
 mod support;
 
+mod acme;
 mod backup;
 mod browser;
 mod browser_console;

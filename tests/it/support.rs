@@ -73,6 +73,25 @@ impl TestServer {
         }
     }
 
+    /// A given config and fake clock (ACME tests move time to renewal).
+    pub async fn start_with_config_and_clock(
+        dir: TempDir,
+        config: Config,
+        clock: Arc<roster::clock::FakeClock>,
+    ) -> TestServer {
+        let app = App::open_with(config, clock, Arc::new(roster::clock::SystemRng::default()))
+            .await
+            .expect("open app");
+        app.bootstrap_if_empty().await.expect("bootstrap");
+        let running = server::start(app.clone()).await.expect("start server");
+        TestServer {
+            dir,
+            addr: running.local_addr,
+            app,
+            running: Some(running),
+        }
+    }
+
     /// The certificate the server presents, as configured.
     pub fn cert(&self) -> CertificateDer<'static> {
         let path = server::tls::cert_path(&self.app.config);
