@@ -1475,19 +1475,22 @@ async fn run(opts: Opts) -> std::process::ExitCode {
     // /healthz; the same /healthz client alone first. The ratio of the two
     // p99s says how much such bodies delay a small request (the bound the
     // issue asks for: parsing and validation stay off the writer and cheap).
-    let (mut alone, _) = run_load(
-        &t,
-        Load {
-            name: "roster: GET /healthz, 1 client, alone".into(),
-            clients: 1,
-            max: 3_000,
-            time: s.secs,
-            expect: StatusCode::OK,
-            keep: 0,
-        },
-        Arc::new(|_| req("GET", "/healthz", "-", None)),
-    )
-    .await;
+    // One client's /healthz, the small request whose latency is watched.
+    let healthz_probe = |name: &str| {
+        run_load(
+            &t,
+            Load {
+                name: name.into(),
+                clients: 1,
+                max: 3_000,
+                time: s.secs,
+                expect: StatusCode::OK,
+                keep: 0,
+            },
+            Arc::new(|_| req("GET", "/healthz", "-", None)),
+        )
+    };
+    let (mut alone, _) = healthz_probe("roster: GET /healthz, 1 client, alone").await;
     alone.vs = "= 1.00× (p99 alone)".into();
     show(&alone);
     rows.push(alone.clone());
@@ -1508,18 +1511,7 @@ async fn run(opts: Opts) -> std::process::ExitCode {
             req("POST", &format!("{base}/Users"), &tok3, Some(max_user_body(n)))
         }),
     );
-    let during = run_load(
-        &t,
-        Load {
-            name: "roster: GET /healthz, 1 client, during it".into(),
-            clients: 1,
-            max: 3_000,
-            time: s.secs,
-            expect: StatusCode::OK,
-            keep: 0,
-        },
-        Arc::new(|_| req("GET", "/healthz", "-", None)),
-    );
+    let during = healthz_probe("roster: GET /healthz, 1 client, during it");
     let ((mut big, _), (mut during, _)) = tokio::join!(big, during);
     big.vs = format!("{:.0} KiB a body", max_user_body(0).len() as f64 / 1024.0);
     show(&big);

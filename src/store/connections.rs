@@ -41,12 +41,10 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Connection>, StoreError> {
 /// by name. (OAuth clients' names are unique among clients.)
 pub fn live_name_taken(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     let t = txn.open_table(CONNECTIONS)?;
+    let wanted = name.to_lowercase();
     for row in t.iter()? {
         let c: Connection = decode(row?.1.value())?;
-        if c.revoked_ms.is_none()
-            && c.kind == ConnectionKind::StaticToken
-            && c.name.to_lowercase() == name.to_lowercase()
-        {
+        if c.revoked_ms.is_none() && c.kind == ConnectionKind::StaticToken && c.name.to_lowercase() == wanted {
             return Ok(true);
         }
     }

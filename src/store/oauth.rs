@@ -42,9 +42,10 @@ pub fn clients(txn: &ReadTransaction) -> Result<Vec<OAuthClient>, StoreError> {
 /// Whether a registered client is called `name` (case-insensitively).
 pub fn client_name_taken(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     let t = txn.open_table(OAUTH_CLIENTS)?;
+    let wanted = name.to_lowercase();
     for row in t.iter()? {
         let c: OAuthClient = decode(row?.1.value())?;
-        if c.name.to_lowercase() == name.to_lowercase() {
+        if c.name.to_lowercase() == wanted {
             return Ok(true);
         }
     }

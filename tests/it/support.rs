@@ -60,17 +60,7 @@ impl TestServer {
     pub async fn start_with_clock(clock: Arc<roster::clock::FakeClock>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = test_config(dir.path());
-        let app = App::open_with(config, clock, Arc::new(roster::clock::SystemRng::default()))
-            .await
-            .expect("open app");
-        app.bootstrap_if_empty().await.expect("bootstrap");
-        let running = server::start(app.clone()).await.expect("start server");
-        TestServer {
-            dir,
-            addr: running.local_addr,
-            app,
-            running: Some(running),
-        }
+        TestServer::start_with_config_and_clock(dir, config, clock).await
     }
 
     /// A given config and fake clock (ACME tests move time to renewal).
